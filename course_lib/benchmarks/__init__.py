@@ -1,0 +1,1 @@
+"""Benchmarks behind ``course bench NAME``; each module has ``main(argv)``."""

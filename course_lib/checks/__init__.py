@@ -1,0 +1,61 @@
+"""Exercise checks: one module per notebook (``nb00``, ``nb01``, ...).
+
+Every check prints ``PASS: ...`` when the learner's answer is right and otherwise prints
+``FAIL: ...`` with what is wrong in words, and returns the verdict as a bool, so a notebook
+cell never dies with a bare traceback from inside the course library.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+
+def report(ok: bool, pass_msg: str, fail_msg: str) -> bool:
+    print(("PASS: " + pass_msg) if ok else ("FAIL: " + fail_msg))
+    return bool(ok)
+
+
+def run_check(name: str, fn: Callable[[], Any]) -> bool:
+    """Call a learner's function and turn an exception into a readable FAIL line."""
+    try:
+        fn()
+    except NotImplementedError:
+        print(f"FAIL: {name} is not implemented yet: replace the `raise NotImplementedError` line.")
+        return False
+    except Exception as exc:  # the learner's code may raise anything; name it plainly
+        print(f"FAIL: {name} raised {type(exc).__name__}: {exc}")
+        return False
+    return True
+
+
+def rel_error(a: Any, b: Any) -> float:
+    """Largest relative error between two arrays, as in CS231n gradient checks."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
+
+
+def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    """Central-difference gradient of a scalar function of ``x`` (float64), element by element."""
+    x = np.array(x, dtype=np.float64)
+    grad = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = x[i]
+        x[i] = old + h
+        fp = f(x)
+        x[i] = old - h
+        fm = f(x)
+        x[i] = old
+        grad[i] = (fp - fm) / (2 * h)
+    return grad
+
+
+def compare_shapes(name: str, got: Any, expected: tuple) -> bool:
+    shape = tuple(np.shape(got))
+    if shape != tuple(expected):
+        print(f"FAIL: {name} has shape {shape}, expected {tuple(expected)}")
+        return False
+    return True

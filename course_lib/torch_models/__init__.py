@@ -1,0 +1,1 @@
+"""PyTorch track: the reference implementation of every course model."""
