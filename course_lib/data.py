@@ -297,15 +297,23 @@ def _missing_message(relpaths: list[str], cause: Exception | None = None) -> str
 def tier_status() -> dict[str, str]:
     """Which tiers can be loaded right now without a download (for ``course check``)."""
     status = {"tiny": "present" if (TINY_DIR / "SHA256SUMS").is_file() else "MISSING (data/tiny)"}
-    missing = []
-    for rel in REMOTE_FILES:
-        try:
-            locate(rel, download=False)
-        except DataMissingError:
-            missing.append(rel)
-        except ChecksumError:
-            missing.append(rel + " (checksum mismatch)")
-    status["small/full"] = "present" if not missing else f"{len(missing)} files to fetch: " + ", ".join(missing)
+    for label, rels in [("CiteULike small/full", CITEULIKE_FILES), ("RSC15 small", RSC15_FILES)]:
+        missing, corrupt = 0, []
+        for rel in rels:
+            try:
+                locate(rel, download=False)
+            except DataMissingError:
+                missing += 1
+            except ChecksumError:
+                corrupt.append(rel)
+        if corrupt:
+            status[label] = "CORRUPT: " + ", ".join(corrupt) + " (delete them and run `course fetch`)"
+        elif missing:
+            status[label] = f"not here yet ({missing} of {len(rels)} files to fetch)"
+        else:
+            status[label] = "present"
+    full = cache_dir() / "rsc15-full"
+    status["RSC15 full"] = "present" if (full / "rsc15_test.txt").is_file() else "not built (optional: course preprocess-rsc15)"
     return status
 
 

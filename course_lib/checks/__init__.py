@@ -11,22 +11,43 @@ from typing import Any, Callable
 import numpy as np
 
 
-def report(ok: bool, pass_msg: str, fail_msg: str) -> bool:
+class Verdict:
+    """The result of a check: true when it passed. It has already been printed, so notebooks
+    show nothing more for it (no ``True``/``False`` line under the PASS/FAIL message)."""
+
+    def __init__(self, ok: bool):
+        self.ok = bool(ok)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        return f"Verdict({'PASS' if self.ok else 'FAIL'})"
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
+def report(ok: bool, pass_msg: str, fail_msg: str) -> Verdict:
     print(("PASS: " + pass_msg) if ok else ("FAIL: " + fail_msg))
-    return bool(ok)
+    return Verdict(ok)
 
 
-def run_check(name: str, fn: Callable[[], Any]) -> bool:
-    """Call a learner's function and turn an exception into a readable FAIL line."""
+def run_check(name: str, fn: Callable[[], Any]) -> Verdict:
+    """Call a learner's function and turn an exception into a readable FAIL line.
+
+    ``NotImplementedError`` (an exercise not done yet) is printed and raised again."""
     try:
         fn()
     except NotImplementedError:
+        # re-raised so that "Run all" stops at the first unfinished exercise instead of
+        # cascading into errors further down
         print(f"FAIL: {name} is not implemented yet: replace the `raise NotImplementedError` line.")
-        return False
+        raise
     except Exception as exc:  # the learner's code may raise anything; name it plainly
         print(f"FAIL: {name} raised {type(exc).__name__}: {exc}")
-        return False
-    return True
+        return Verdict(False)
+    return Verdict(True)
 
 
 def rel_error(a: Any, b: Any) -> float:
