@@ -141,27 +141,18 @@ def read_yoochoose_clicks(path: Path):
 
 
 def preprocess_rsc15(clicks: Path, out: Path) -> dict:
-    """GRU4Rec preprocessing: clean, last day as test, then the train's last day as validation."""
+    """GRU4Rec preprocessing (Hidasi et al. 2016, Sec. 4): clean, the last day as test, then the
+    training data's last day as validation. Returns every count, so nothing is dropped unseen."""
     from course_lib import splits
 
     df = read_yoochoose_clicks(clicks)
-    clean = splits.preprocess_clicks(df, min_session_len=2, min_item_support=5)
-    clean = clean[0] if isinstance(clean, tuple) else clean
-    train, test, counts_test = _split(splits, clean)
-    train_tr, valid, counts_valid = _split(splits, train)
+    clean, counts_clean = splits.preprocess_clicks(df, min_session_len=2, min_item_support=5)
+    train, test, counts_test = splits.session_split_by_time(clean, days=1)
+    train_tr, valid, counts_valid = splits.session_split_by_time(train, days=1)
     out.mkdir(parents=True, exist_ok=True)
     for name, frame in [("train_full", train), ("test", test), ("train_tr", train_tr), ("train_valid", valid)]:
         frame.to_csv(out / f"rsc15_{name}.txt", sep="\t", index=False)
-    return {"events read": len(df), "events after cleaning": len(clean), "train": len(train), "test": len(test),
-            "train_tr": len(train_tr), "valid": len(valid), "test split": counts_test, "valid split": counts_valid}
-
-
-def _split(splits, df):
-    result = splits.session_split_by_time(df, days=1)
-    if len(result) == 3:
-        return result
-    train, test = result
-    return train, test, {}
+    return {"cleaning": counts_clean, "train/test": counts_test, "train_tr/valid": counts_valid}
 
 
 # --------------------------------------------------------------------------------------------
