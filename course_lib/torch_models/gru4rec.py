@@ -1,0 +1,610 @@
+"""GRU4Rec in PyTorch: session-based recommendation with a GRU (Hidasi et al., ICLR 2016).
+
+The model reads one click at a time and scores every item as the next click. Everything the paper
+and its later versions (Hidasi & Karatzoglou 2017, "Recurrent Neural Networks with Top-k Gains";
+the 2017 RecSys summer school slides) use to train it is here and can be switched by name:
+
+* session-parallel mini-batches (paper, Section 3.1.1; :func:`session_parallel_batches`), one-step
+  back-propagation through time, the hidden state of a slot reset to zero when its session ends;
+* negatives = the other targets of the mini-batch (Section 3.1.2) plus ``n_sample`` extra items drawn
+  in proportion to ``popularity ** sample_alpha`` from a precomputed store (top-k gains paper);
+* losses: ``cross-entropy`` (softmax, optional ``logq`` correction), ``bpr-max`` (with ``bpreg``),
+  ``top1-max``, ``bpr``, ``top1`` (Section 3.1.3 and the top-k gains paper);
+* input: one-hot (``embedding=0``), a separate item embedding (``embedding>0``), or the constrained
+  embedding that reuses the output weights (``constrained_embedding=True``);
+* ``layers`` of GRUs, dropout on the input and on the hidden layers, a final activation;
+* Adagrad with momentum applied only to the rows of the item matrices used in the mini-batch, as in
+  the authors' code, or Adam; weights uniform in +-sqrt(6 / (fan_in + fan_out)) (Section 4.2).
+
+BPR and TOP1 follow the original paper and the 2017 slides: ``-1/N_S sum log sigmoid(r_i - r_j)``
+and ``1/N_S sum [sigmoid(r_j - r_i) + sigmoid(r_j ** 2)]`` (the Chinese translation in
+``shared/papers`` drops BPR's minus sign and garbles TOP1's regulariser). As in the formulas, a
+row's own target is not one of its negatives; the authors' code keeps it in the BPR/TOP1 average,
+which only adds a constant and rescales the gradient by ``N_S / (N_S + 1)``.
+
+The fitted model follows the session scorer protocol of ``docs/ARCHITECTURE.md`` (``item_ids``,
+``reset``, ``reset_slots``, ``score_next``), so ``course_lib.evaluation.evaluate_sessions`` ranks
+the next item against all training items exactly as it does for the baselines.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Iterator, NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from course_lib.torch_models.utils import resolve_device, torch_generator
+
+LOSSES = ("cross-entropy", "bpr-max", "top1-max", "bpr", "top1")
+COLUMNS = ("SessionId", "ItemId", "Time")
+
+
+# ---------------------------------------------------------------------------------------------
+# Session-parallel mini-batches (Section 3.1.1, Figure 2)
+# ---------------------------------------------------------------------------------------------
+class Step(NamedTuple):
+    """One step of session-parallel training.
+
+    ``slots`` (n_active,) are the batch slots in use; ``inp``/``out`` (n_active,) the positions of
+    the current and the next event of each slot's session in the event array; ``reset``
+    (n_active,) is True where a new session starts in that slot, so its hidden state is zeroed.
+    """
+
+    slots: np.ndarray
+    inp: np.ndarray
+    out: np.ndarray
+    reset: np.ndarray
+
+
+def session_parallel_batches(offsets: np.ndarray, batch_size: int) -> Iterator[Step]:
+    """Yield the steps of one epoch of session-parallel mini-batches (paper, Section 3.1.1).
+
+    ``offsets`` (n_sessions + 1,) marks where each session starts in the event array (sessions
+    already in training order, every session at least 2 events long). Slot ``k`` follows one
+    session; when it ends, the next unused session takes the slot and ``reset`` flags it. When no
+    session is left, the slot leaves the batch and the batch shrinks, so the last sessions are
+    trained on as well instead of being dropped (the authors' code stops at that point).
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    lengths = np.diff(offsets)
+    if lengths.size and lengths.min() < 2:
+        raise ValueError(
+            f"every session needs at least 2 events to give a (input, target) pair; "
+            f"session {int(np.argmin(lengths))} has {int(lengths.min())}: drop length-1 sessions first"
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n_sessions = len(lengths)
+    n_slots = min(batch_size, n_sessions)
+    slots = np.arange(n_slots)
+    start = offsets[:n_slots].copy()
+    end = offsets[1 : n_slots + 1].copy()
+    reset = np.ones(n_slots, dtype=bool)
+    next_session = n_slots
+    while len(slots):
+        # every active session has at least (minlen - 1) predictions left: step through them at once
+        minlen = int((end - start).min())
+        for i in range(minlen - 1):
+            yield Step(slots, start + i, start + i + 1, reset if i == 0 else np.zeros(len(slots), bool))
+        start = start + minlen - 1
+        done = np.flatnonzero(end - start <= 1)
+        reset = np.zeros(len(slots), dtype=bool)
+        alive = np.ones(len(slots), dtype=bool)
+        for k in done:
+            if next_session < n_sessions:
+                start[k], end[k] = offsets[next_session], offsets[next_session + 1]
+                reset[k] = True
+                next_session += 1
+            else:
+                alive[k] = False
+        if not alive.all():
+            slots, start, end, reset = slots[alive], start[alive], end[alive], reset[alive]
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses. ``scores`` is (B, B + n_sample): row i scores the items of the mini-batch's targets
+# (column j < B is the target of slot j, so the target of row i sits on the diagonal) followed by
+# the extra samples. Every loss is averaged over the B rows. A row without any negative (a tail
+# batch of one slot and no extra samples) gives no ranking signal: the pairwise losses are 0 there.
+# ---------------------------------------------------------------------------------------------
+def _split(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Target scores (B, 1) and a (B, B + S) mask that is True on the negatives."""
+    b = scores.shape[0]
+    target = scores[:, :b].diagonal().unsqueeze(1)
+    neg_mask = torch.ones_like(scores, dtype=torch.bool)
+    neg_mask[:, :b].fill_diagonal_(False)
+    return target, neg_mask
+
+
+def cross_entropy_loss(scores: torch.Tensor, log_q: torch.Tensor | None = None, logq: float = 0.0) -> torch.Tensor:
+    """Cross-entropy over the softmax of the scores (slides, "GRU4Rec (2/3)").
+
+    ``L_i = -log( exp(r_i) / sum_{j in targets+samples} exp(r_j) )``, optionally with the logQ
+    correction of sampled softmax: every column's score becomes ``r_j - logq * log q_j`` where
+    ``log_q`` (B + S,) is the log-probability that item j is drawn as a column.
+    """
+    if logq and log_q is not None:
+        scores = scores - logq * log_q.unsqueeze(0)
+    return -torch.log_softmax(scores, dim=1).diagonal().mean()
+
+
+def bpr_loss(scores: torch.Tensor) -> torch.Tensor:
+    """BPR averaged over the negatives (paper, Section 3.1.3).
+
+    ``L_i = -1/N_S sum_{j != i} log sigmoid(r_i - r_j)``.
+    """
+    if scores.shape[1] < 2:
+        return scores.sum() * 0.0
+    target, neg = _split(scores)
+    per_pair = -F.logsigmoid(target - scores)
+    return (per_pair * neg).sum(1).div(neg.sum(1)).mean()
+
+
+def top1_loss(scores: torch.Tensor) -> torch.Tensor:
+    """TOP1 (paper, Section 3.1.3): a relative-rank estimate plus a score regulariser.
+
+    ``L_i = 1/N_S sum_{j != i} [ sigmoid(r_j - r_i) + sigmoid(r_j ** 2) ]``.
+    """
+    if scores.shape[1] < 2:
+        return scores.sum() * 0.0
+    target, neg = _split(scores)
+    per_pair = torch.sigmoid(scores - target) + torch.sigmoid(scores**2)
+    return (per_pair * neg).sum(1).div(neg.sum(1)).mean()
+
+
+def _neg_softmax(scores: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Softmax over the negatives of each row (the target gets weight 0)."""
+    return torch.softmax(scores.masked_fill(~neg, float("-inf")), dim=1)
+
+
+def bpr_max_loss(scores: torch.Tensor, bpreg: float = 1.0) -> torch.Tensor:
+    """BPR-max (Hidasi & Karatzoglou 2017, eq. for BPR-max; slides "Improving GRU4Rec").
+
+    ``L_i = -log( sum_j s_j sigmoid(r_i - r_j) ) + bpreg * sum_j s_j r_j ** 2`` with
+    ``s_j = softmax over the negatives j != i``. The log of the weighted sum is computed as a
+    log-sum-exp so it stays finite when every sigmoid underflows.
+    """
+    if scores.shape[1] < 2:
+        return scores.sum() * 0.0
+    target, neg = _split(scores)
+    masked = scores.masked_fill(~neg, float("-inf"))
+    log_s = masked - torch.logsumexp(masked, dim=1, keepdim=True)  # log softmax over negatives
+    ranking = -torch.logsumexp(log_s + F.logsigmoid(target - scores).masked_fill(~neg, 0.0), dim=1)
+    reg = (log_s.exp() * scores**2).sum(1)
+    return (ranking + bpreg * reg).mean()
+
+
+def top1_max_loss(scores: torch.Tensor) -> torch.Tensor:
+    """TOP1-max (Hidasi & Karatzoglou 2017): TOP1 with softmax weights on the negatives.
+
+    ``L_i = sum_j s_j [ sigmoid(r_j - r_i) + sigmoid(r_j ** 2) ]``, ``s_j`` as in BPR-max.
+    """
+    if scores.shape[1] < 2:
+        return scores.sum() * 0.0
+    target, neg = _split(scores)
+    s = _neg_softmax(scores, neg)
+    return (s * (torch.sigmoid(scores - target) + torch.sigmoid(scores**2))).sum(1).mean()
+
+
+def final_activation(name: str):
+    """``linear``, ``tanh``, ``relu``, ``elu-<alpha>`` or ``leaky-<slope>`` applied to the scores."""
+    if name in ("linear", "softmax"):  # softmax lives in the cross-entropy loss
+        return lambda x: x
+    if name == "tanh":
+        return torch.tanh
+    if name == "relu":
+        return torch.relu
+    for prefix, fn in (("elu", F.elu), ("leaky", F.leaky_relu)):
+        if name == prefix or name.startswith(prefix + "-"):
+            param = float(name.split("-", 1)[1]) if "-" in name else 1.0 if prefix == "elu" else 0.01
+            return lambda x, fn=fn, p=param: fn(x, p)
+    raise ValueError(f"final_act must be linear, tanh, relu, elu-<alpha> or leaky-<slope>, got {name!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimiser: Adagrad with momentum as in the authors' code, Adam; both update only the rows of
+# the item matrices that the mini-batch touched.
+# ---------------------------------------------------------------------------------------------
+class _RowOptimizer:
+    """Updates a parameter (whole or a set of rows ``idx``) from its gradient.
+
+    adagrad: ``G += g**2; v = momentum * v + lr * g / sqrt(G + eps); w -= v`` (no momentum: v is the
+    step). adam: Kingma & Ba with a global step count, rows updated lazily like SparseAdam.
+    """
+
+    def __init__(self, params: dict[str, torch.Tensor], method: str, lr: float, momentum: float,
+                 eps: float = 1e-6, betas=(0.9, 0.999)):
+        self.method, self.lr, self.momentum, self.eps, self.betas = method, lr, momentum, eps, betas
+        self.state = {name: [torch.zeros_like(p), torch.zeros_like(p)] for name, p in params.items()}
+        self.t = 0
+
+    def tick(self):
+        self.t += 1
+
+    @torch.no_grad()
+    def update(self, name: str, param: torch.Tensor, grad: torch.Tensor, idx: torch.Tensor | None = None):
+        """Update ``param``, or only its rows ``idx`` (unique), from ``grad`` (in place, few copies)."""
+        s1, s2 = self.state[name]
+        get = (lambda buf: buf) if idx is None else (lambda buf: buf.index_select(0, idx))
+        put = (lambda buf, val: None) if idx is None else (lambda buf, val: buf.index_copy_(0, idx, val))
+        if self.method == "adagrad":
+            acc = get(s1).addcmul_(grad, grad)
+            put(s1, acc)
+            step = grad / (acc + self.eps).sqrt_()
+            step.mul_(self.lr)
+            if self.momentum > 0:
+                step = get(s2).mul_(self.momentum).add_(step)
+                put(s2, step)
+        else:
+            b1, b2 = self.betas
+            m = get(s1).mul_(b1).add_(grad, alpha=1 - b1)
+            v = get(s2).mul_(b2).addcmul_(grad, grad, value=1 - b2)
+            put(s1, m)
+            put(s2, v)
+            step = (m / (1 - b1**self.t)).div_((v / (1 - b2**self.t)).sqrt_().add_(1e-8)).mul_(self.lr)
+        if idx is None:
+            param.sub_(step)
+        else:
+            param.index_add_(0, idx, step, alpha=-1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------
+def _uniform(shape, gen, fan_in, fan_out, device):
+    """Uniform in +-sqrt(6 / (fan_in + fan_out)) (the initialisation of the paper's code)."""
+    a = float(np.sqrt(6.0 / (fan_in + fan_out)))
+    return torch.empty(shape, device=device).uniform_(-a, a, generator=gen)
+
+
+class GRU4Rec:
+    """Session-based recommender with GRU layers; every training feature switchable by name.
+
+    Parameters follow the authors' code: ``layers`` (hidden sizes), ``loss`` (one of
+    :data:`LOSSES`), ``final_act``, ``n_sample``, ``sample_alpha``, ``logq``, ``bpreg``,
+    ``embedding`` (0 = one-hot input), ``constrained_embedding``, ``dropout_p_embed``,
+    ``dropout_p_hidden``, ``optimizer`` ("adagrad" with ``momentum`` or "adam"),
+    ``learning_rate``, ``batch_size``, ``n_epochs``, ``sample_store_size``, ``seed``, ``device``.
+
+    Use ``fit(train)`` with a frame of ``SessionId``, ``ItemId``, ``Time``; afterwards the model
+    scores items through the session scorer protocol. ``history`` holds one dict per epoch and
+    ``data_report`` what was dropped or re-sorted on the way in.
+    """
+
+    def __init__(self, layers=(100,), loss="cross-entropy", final_act="linear", n_sample=2048,
+                 sample_alpha=0.75, logq=0.0, bpreg=1.0, embedding=0, constrained_embedding=False,
+                 dropout_p_embed=0.0, dropout_p_hidden=0.0, optimizer="adagrad", learning_rate=0.05,
+                 momentum=0.0, batch_size=32, n_epochs=10, sample_store_size=10_000_000, seed=0,
+                 device="auto"):
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if optimizer not in ("adagrad", "adam"):
+            raise ValueError(f"optimizer must be 'adagrad' or 'adam', got {optimizer!r}")
+        layers = [int(layers)] if np.isscalar(layers) else [int(h) for h in layers]
+        if not layers or min(layers) < 1:
+            raise ValueError(f"layers must be a list of positive hidden sizes, got {layers}")
+        for name, p in (("dropout_p_embed", dropout_p_embed), ("dropout_p_hidden", dropout_p_hidden)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {p}")
+        final_activation(final_act)  # validates the name early
+        self.params = dict(layers=layers, loss=loss, final_act=final_act, n_sample=int(n_sample),
+                           sample_alpha=float(sample_alpha), logq=float(logq), bpreg=float(bpreg),
+                           embedding=int(embedding), constrained_embedding=bool(constrained_embedding),
+                           dropout_p_embed=float(dropout_p_embed), dropout_p_hidden=float(dropout_p_hidden),
+                           optimizer=optimizer, learning_rate=float(learning_rate), momentum=float(momentum),
+                           batch_size=int(batch_size), n_epochs=int(n_epochs),
+                           sample_store_size=int(sample_store_size), seed=int(seed))
+        for k, v in self.params.items():
+            setattr(self, k, v)
+        self.device = resolve_device(device)
+        self._act = final_activation(final_act)
+        self.history: list[dict] = []
+        self.data_report: dict = {}
+        self.item_ids: np.ndarray | None = None
+        self.W: dict[str, torch.Tensor] = {}
+        self._H: list[torch.Tensor] | None = None
+
+    # --- data --------------------------------------------------------------------------------
+    @staticmethod
+    def prepare(df: pd.DataFrame, what: str = "train") -> tuple[pd.DataFrame, dict]:
+        """Validate a session frame and put it in training order.
+
+        Events are sorted by time inside each session (the paper's protocol reads a session in
+        time order) and sessions by their first event. Sessions of one event carry no
+        (input, target) pair and are dropped. Both are counted in the returned report.
+        """
+        missing = [c for c in COLUMNS if c not in df.columns]
+        if missing:
+            raise ValueError(f"{what} frame needs columns {list(COLUMNS)}, missing {missing}")
+        if len(df) == 0:
+            raise ValueError(f"{what} frame is empty: give it at least one session with 2 events")
+        if df[list(COLUMNS)].isna().any().any():
+            raise ValueError(f"{what} frame has missing values in {list(COLUMNS)}: drop those rows first")
+        df = df[list(COLUMNS)]
+        report = {"events_in": len(df), "sessions_in": int(df["SessionId"].nunique())}
+        t, sid = df["Time"].to_numpy(), df["SessionId"].to_numpy()
+        back_in_time = (sid[1:] == sid[:-1]) & (t[1:] < t[:-1])
+        report["sessions_resorted"] = int(np.unique(sid[1:][back_in_time]).size)
+        size = df.groupby("SessionId")["ItemId"].transform("size")
+        report["sessions_len1_dropped"] = int((size == 1).sum())
+        df = df[size > 1]
+        if len(df) == 0:
+            raise ValueError(f"every session of the {what} frame has a single event; GRU4Rec needs sessions of >= 2")
+        start = df.groupby("SessionId")["Time"].transform("min")
+        df = (df.assign(_start=start).sort_values(["_start", "SessionId", "Time"], kind="stable")
+              .drop(columns="_start").reset_index(drop=True))
+        report["events_used"], report["sessions_used"] = len(df), int(df["SessionId"].nunique())
+        return df, report
+
+    # --- parameters ----------------------------------------------------------------------------
+    def _init_weights(self, n_items: int):
+        gen = torch_generator(self.seed, "cpu")
+        dev, L = "cpu", self.layers
+        W: dict[str, torch.Tensor] = {}
+        if self.constrained_embedding:
+            d_in = L[-1]
+        elif self.embedding:
+            d_in = self.embedding
+            W["E"] = _uniform((n_items, d_in), gen, n_items, d_in, dev)
+        else:
+            d_in = n_items
+        for k, h in enumerate(L):
+            # input weights of the three gates (r, z, candidate), each block initialised on its own
+            W[f"Wx{k}"] = torch.cat([_uniform((d_in, h), gen, d_in, h, dev) for _ in range(3)], 1)  # (d_in, 3h)
+            W[f"Wrz{k}"] = torch.cat([_uniform((h, h), gen, h, h, dev) for _ in range(2)], 1)  # (h, 2h)
+            W[f"Wh{k}"] = _uniform((h, h), gen, h, h, dev)  # (h, h)
+            W[f"b{k}"] = torch.zeros(3 * h)
+            d_in = h
+        # output weights with the output bias By as their last column (one gather, one matmul)
+        W["Wy"] = torch.cat([_uniform((n_items, L[-1]), gen, n_items, L[-1], dev), torch.zeros(n_items, 1)], 1)
+        self.W = {k: v.to(self.device) for k, v in W.items()}
+        # the item-indexed matrices get row-wise (sparse) updates
+        self._row_params = {"Wy", "E"} | ({"Wx0"} if not (self.embedding or self.constrained_embedding) else set())
+        self._gen = torch_generator(self.seed + 1, self.device)
+
+    # --- forward ---------------------------------------------------------------------------------
+    def _dropout(self, x: torch.Tensor, p: float, rows_only: bool = False) -> torch.Tensor:
+        if p <= 0:
+            return x
+        shape = (x.shape[0], 1) if rows_only else x.shape
+        keep = torch.empty(shape, device=x.device).bernoulli_(1 - p, generator=self._gen)
+        return x * keep / (1 - p)
+
+    def _gru(self, k: int, gi: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """One GRU step (paper eqs. 2-5): gi (B, 3h) is W x + b of the three gates."""
+        n = h.shape[1]
+        rz = torch.sigmoid(gi[:, : 2 * n] + h @ self.W[f"Wrz{k}"])  # (B, 2h)
+        r, z = rz[:, :n], rz[:, n:]
+        cand = torch.tanh(gi[:, 2 * n :] + (r * h) @ self.W[f"Wh{k}"])  # eq. 4, (B, h)
+        return (1 - z) * h + z * cand  # eq. 2
+
+    def _input_gates(self, x_rows: torch.Tensor, train: bool) -> torch.Tensor:
+        """Gate pre-activations of the first layer from the input rows (B, 3h0)."""
+        if self.embedding or self.constrained_embedding:
+            x_rows = self._dropout(x_rows, self.dropout_p_embed) if train else x_rows
+            return x_rows @ self.W["Wx0"] + self.W["b0"]
+        # one-hot input: x_rows already is the row of Wx0 of the clicked item; dropping the one-hot
+        # input unit removes the whole row
+        x_rows = self._dropout(x_rows, self.dropout_p_embed, rows_only=True) if train else x_rows
+        return x_rows + self.W["b0"]
+
+    def _layers(self, gi0: torch.Tensor, H: list[torch.Tensor], train: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        new_h, gi, out = [], gi0, None
+        for k in range(len(self.layers)):
+            if k > 0:
+                gi = out @ self.W[f"Wx{k}"] + self.W[f"b{k}"]
+            h = self._gru(k, gi, H[k])
+            new_h.append(h)
+            out = self._dropout(h, self.dropout_p_hidden) if train else h  # the state keeps h undropped
+        return out, new_h
+
+    def _input_table(self) -> str:
+        if self.constrained_embedding:
+            return "Wy"
+        return "E" if self.embedding else "Wx0"
+
+    # --- training --------------------------------------------------------------------------------
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None, progress: bool = True,
+            eval_cutoff: int = 20) -> "GRU4Rec":
+        """Train on ``train`` (SessionId, ItemId, Time); evaluate on ``valid`` after each epoch.
+
+        Items are the distinct ``ItemId`` of ``train``; ``history`` gets the mean loss, events and
+        events/s of each epoch (and Recall/MRR@``eval_cutoff`` on ``valid`` when given).
+        """
+        df, report = self.prepare(train, "train")
+        self.data_report = report
+        if report["sessions_len1_dropped"] or report["sessions_resorted"]:
+            warnings.warn(f"GRU4Rec.fit: dropped {report['sessions_len1_dropped']} length-1 sessions and "
+                          f"re-sorted {report['sessions_resorted']} sessions by time", stacklevel=2)
+        self.item_ids = np.unique(df["ItemId"].to_numpy())
+        n_items = len(self.item_ids)
+        item_idx = np.searchsorted(self.item_ids, df["ItemId"].to_numpy())
+        sess = df["SessionId"].to_numpy()
+        offsets = np.r_[0, np.flatnonzero(sess[1:] != sess[:-1]) + 1, len(sess)]
+        pop = np.bincount(item_idx, minlength=n_items).astype(np.float64)
+        self.popularity = pop
+        self._init_weights(n_items)
+        dev = self.device
+        items_t = torch.as_tensor(item_idx, dtype=torch.long, device=dev)
+        # log-probability of a column: targets follow popularity, samples popularity ** alpha
+        p_target = pop / pop.sum()
+        p_sample = pop**self.sample_alpha / (pop**self.sample_alpha).sum()
+        log_p_target = torch.as_tensor(np.log(p_target), dtype=torch.float32, device=dev)
+        log_p_sample = torch.as_tensor(np.log(p_sample), dtype=torch.float32, device=dev)
+        n_steps = sum(1 for _ in session_parallel_batches(offsets, self.batch_size))
+        sampler = _SampleStore(p_sample, self.n_sample, self.sample_store_size, self.seed + 2, dev,
+                               max_chunks=n_steps * self.n_epochs)
+        opt = _RowOptimizer(self.W, self.optimizer, self.learning_rate, self.momentum)
+        n_pairs = len(df) - (len(offsets) - 1)
+        loss_fn = self._loss_fn()
+        self.history = []
+        for epoch in range(self.n_epochs):
+            t0, total, n_ev = time.perf_counter(), 0.0, 0
+            H = [torch.zeros(min(self.batch_size, len(offsets) - 1), h, device=dev) for h in self.layers]
+            bar = tqdm(total=n_pairs, desc=f"epoch {epoch + 1}/{self.n_epochs}", disable=not progress,
+                       leave=False, unit="ev")
+            for step_i, step in enumerate(session_parallel_batches(offsets, self.batch_size)):
+                slots = torch.as_tensor(step.slots, device=dev)
+                x = items_t[torch.as_tensor(step.inp, device=dev)]
+                y = items_t[torch.as_tensor(step.out, device=dev)]
+                reset = torch.as_tensor(step.reset, device=dev).unsqueeze(1)
+                h_in = [h[slots].masked_fill(reset, 0.0) for h in H]
+                loss, h_new = self._train_step(x, y, h_in, sampler, log_p_target, log_p_sample, loss_fn, opt)
+                for h, hn in zip(H, h_new):
+                    h[slots] = hn  # one-step BPTT: the state is carried without its graph
+                if not np.isfinite(loss):
+                    raise ValueError(f"loss became {loss} at epoch {epoch + 1}, step {step_i}: lower "
+                                     f"learning_rate (now {self.learning_rate}) or use another loss")
+                total += loss * len(step.slots)
+                n_ev += len(step.slots)
+                if step_i % 50 == 0:
+                    bar.update(n_ev - bar.n)
+            bar.update(n_ev - bar.n)
+            bar.close()
+            secs = time.perf_counter() - t0
+            rec = {"epoch": epoch + 1, "loss": total / max(n_ev, 1), "events": n_ev,
+                   "seconds": secs, "events_per_s": n_ev / secs}
+            if valid is not None:
+                from course_lib.evaluation import evaluate_sessions
+
+                res = evaluate_sessions(self, valid, cutoffs=(eval_cutoff,))
+                rec.update({k: v for k, v in res.items() if "@" in k})  # Recall@K, MRR@K on valid
+            self.history.append(rec)
+        return self
+
+    def _loss_fn(self):
+        if self.loss == "cross-entropy":
+            return lambda s, log_q: cross_entropy_loss(s, log_q, self.logq)
+        if self.loss == "bpr-max":
+            return lambda s, log_q: bpr_max_loss(s, self.bpreg)
+        return {"top1-max": lambda s, q: top1_max_loss(s), "bpr": lambda s, q: bpr_loss(s),
+                "top1": lambda s, q: top1_loss(s)}[self.loss]
+
+    def _train_step(self, x, y, h_in, sampler, log_p_target, log_p_sample, loss_fn, opt):
+        W, B = self.W, len(x)
+        sample = sampler.next()
+        cols = torch.cat([y, sample]) if sample is not None else y  # (C,) = (B + S,) output items
+        C = len(cols)
+        # Gather the rows the step needs of every item-indexed matrix as new leaves, so gradient and
+        # update touch only those rows; `inv` maps each use to its (unique) row.
+        table = self._input_table()
+        out_idx = torch.cat([cols, x]) if table == "Wy" else cols
+        uniq_o, inv_o = _unique_rows(out_idx, len(self.item_ids))
+        leaves = {"Wy": (uniq_o, W["Wy"].index_select(0, uniq_o).requires_grad_())}
+        if table != "Wy":
+            uniq_i, inv_i = _unique_rows(x, len(self.item_ids))
+            leaves[table] = (uniq_i, W[table].index_select(0, uniq_i).requires_grad_())
+            x_rows = leaves[table][1][inv_i]  # (B, 3h0) one-hot rows of Wx0, or (B, emb)
+        else:
+            x_rows = leaves["Wy"][1][inv_o[C:], :-1]  # (B, h_last): the constrained embedding
+        dense = [n for n in W if n not in self._row_params]
+        for n in dense:
+            W[n].requires_grad_()
+        out, h_new = self._layers(self._input_gates(x_rows, True), h_in, True)  # (B, h_last)
+        out = torch.cat([out, out.new_ones(B, 1)], 1)  # (B, h_last + 1): the 1 multiplies the bias
+        scores = self._act(out @ leaves["Wy"][1][inv_o[:C]].T)  # (B, C)
+        log_q = None
+        if self.logq:
+            log_q = log_p_target[y] if sample is None else torch.cat([log_p_target[y], log_p_sample[sample]])
+        loss = loss_fn(scores, log_q)
+        # a shrunken tail batch weighs in proportion to its size, as in the authors' code
+        grads = torch.autograd.grad(loss * (B / self.batch_size), [leaf for _, leaf in leaves.values()] + [W[n] for n in dense])
+        opt.tick()
+        with torch.no_grad():
+            for (name, (uniq, _)), g in zip(leaves.items(), grads):
+                opt.update(name, W[name], g, uniq)
+            for n, g in zip(dense, grads[len(leaves):]):
+                W[n].requires_grad_(False)
+                opt.update(n, W[n], g)
+        return loss.item(), [h.detach() for h in h_new]
+
+    # --- session scorer protocol --------------------------------------------------------------------
+    def _check_fitted(self):
+        if self.item_ids is None:
+            raise ValueError("this GRU4Rec is not trained yet: call fit(train) or GRU4Rec.load(path) first")
+
+    def reset(self, n_slots: int) -> None:
+        """Fresh zero hidden states for ``n_slots`` parallel sessions."""
+        self._check_fitted()
+        self._H = [torch.zeros(int(n_slots), h, device=self.device) for h in self.layers]
+
+    def reset_slots(self, mask) -> None:
+        """Zero the hidden state of the slots where ``mask`` is True (a new session starts there)."""
+        m = torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device).unsqueeze(1)
+        self._H = [h.masked_fill(m, 0.0) for h in self._H]
+
+    @torch.no_grad()
+    def score_next(self, item_idx) -> torch.Tensor:
+        """Scores (n_slots, n_items) of every training item as the next click of each slot."""
+        if getattr(self, "_H", None) is None:
+            raise ValueError("call model.reset(n_slots) before score_next, to start the hidden states")
+        idx = np.asarray(item_idx, dtype=np.int64)
+        if idx.shape != (self._H[0].shape[0],):
+            raise ValueError(f"item_idx must have shape ({self._H[0].shape[0]},) (one item per slot), got {idx.shape}")
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self.item_ids)):
+            raise ValueError(f"item_idx must be column indices in [0, {len(self.item_ids)}); map raw ids "
+                             "with np.searchsorted(model.item_ids, ids) and skip unknown ones")
+        x = torch.as_tensor(idx, device=self.device)
+        table = self.W[self._input_table()]
+        x_rows = table[x, :-1] if self.constrained_embedding else table[x]
+        out, self._H = self._layers(self._input_gates(x_rows, False), self._H, False)
+        return self._act(out @ self.W["Wy"][:, :-1].T + self.W["Wy"][:, -1])
+
+    # --- persistence -----------------------------------------------------------------------------
+    def save(self, path) -> None:
+        self._check_fitted()
+        torch.save({"params": self.params, "item_ids": self.item_ids, "popularity": self.popularity,
+                    "weights": {k: v.cpu() for k, v in self.W.items()}, "history": self.history,
+                    "data_report": self.data_report}, path)
+
+    @classmethod
+    def load(cls, path, device="auto") -> "GRU4Rec":
+        blob = torch.load(path, weights_only=False)
+        model = cls(**blob["params"], device=device)
+        model.item_ids, model.popularity = blob["item_ids"], blob["popularity"]
+        model.history, model.data_report = blob["history"], blob["data_report"]
+        model.W = {k: v.to(model.device) for k, v in blob["weights"].items()}
+        return model
+
+
+def _unique_rows(idx: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted distinct values of ``idx`` (all in [0, n)) and the position of each entry among them.
+
+    Same result as ``torch.unique(idx, return_inverse=True)``; when the catalogue is not much
+    larger than ``idx``, marking a length-n table is about twice as fast as sorting.
+    """
+    if n > 8 * len(idx):
+        return torch.unique(idx, return_inverse=True)
+    mark = torch.zeros(n, dtype=torch.long, device=idx.device)
+    mark[idx] = 1
+    uniq = mark.nonzero().squeeze(1)
+    return uniq, (mark.cumsum(0) - 1)[idx]
+
+
+class _SampleStore:
+    """Extra negatives drawn with probability ``p`` in chunks of ``n_sample`` from a precomputed
+    store (the authors' ``sample_store_size`` trick: one big draw instead of one per step)."""
+
+    def __init__(self, p: np.ndarray, n_sample: int, store_size: int, seed: int, device, max_chunks: int):
+        self.n_sample, self.device = n_sample, device
+        self.cdf = np.cumsum(p)
+        self.cdf[-1] = 1.0 + 1e-9
+        self.rng = np.random.default_rng(seed)
+        # no bigger than what training will use: a tiny data set need not draw 10 million items
+        self.n_chunks = max(1, min(store_size // max(n_sample, 1), max_chunks))
+        self.store, self.pos = None, 0
+
+    def next(self) -> torch.Tensor | None:
+        if self.n_sample <= 0:
+            return None
+        if self.store is None or self.pos >= len(self.store):
+            draw = np.searchsorted(self.cdf, self.rng.random(self.n_chunks * self.n_sample), side="right")
+            self.store = torch.as_tensor(draw.reshape(self.n_chunks, self.n_sample), device=self.device)
+            self.pos = 0
+        self.pos += 1
+        return self.store[self.pos - 1]

@@ -1,0 +1,267 @@
+"""GRU4Rec: mini-batches, losses against their formulas, optimiser, protocol, learning, bad input."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from course_lib.evaluation import evaluate_sessions
+from course_lib.session_baselines import Pop
+from course_lib.synthetic import planted_sessions
+from course_lib.torch_models import gru4rec as g
+from course_lib.torch_models.gru4rec import GRU4Rec, session_parallel_batches
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matrices: a second intra-op thread only adds waiting on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return planted_sessions(n_items=40, n_sessions=500, mean_len=6, seed=3)
+
+
+def _frame(sessions, start=0.0):
+    """Frame from a list of item lists, one session each, times increasing."""
+    rows, t = [], start
+    for sid, items in enumerate(sessions):
+        for it in items:
+            rows.append((sid, it, t))
+            t += 1.0
+    return pd.DataFrame(rows, columns=["SessionId", "ItemId", "Time"])
+
+
+# ------------------------------------------------------------------ session-parallel mini-batches
+def test_batches_on_three_hand_made_sessions():
+    # sessions A = events 0..2, B = 3..4, C = 5..7; two slots
+    steps = list(session_parallel_batches(np.array([0, 3, 5, 8]), batch_size=2))
+    got = [(s.slots.tolist(), s.inp.tolist(), s.out.tolist(), s.reset.tolist()) for s in steps]
+    assert got == [
+        ([0, 1], [0, 3], [1, 4], [True, True]),  # A and B start
+        ([0, 1], [1, 5], [2, 6], [False, True]),  # B ended: C takes slot 1, only slot 1 is reset
+        ([1], [6], [7], [False]),  # A ended and no session is left: slot 0 leaves, C finishes
+    ]
+
+
+def test_batches_cover_every_pair_once():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(2, 9, size=57)
+    offsets = np.r_[0, np.cumsum(lengths)]
+    pairs = [(i, o) for s in session_parallel_batches(offsets, 8) for i, o in zip(s.inp, s.out)]
+    expected = [(p, p + 1) for a, b in zip(offsets[:-1], offsets[1:]) for p in range(a, b - 1)]
+    assert sorted(pairs) == expected  # nothing dropped, nothing twice, never across sessions
+
+
+def test_batches_reject_length_one_sessions():
+    with pytest.raises(ValueError, match="at least 2 events"):
+        list(session_parallel_batches(np.array([0, 2, 3, 5]), 2))
+
+
+# ------------------------------------------------------------------ losses against their formulas
+def _sig(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _reference(name, r, bpreg=0.5):
+    """Loop-by-loop numpy versions of the formulas in the docstrings."""
+    B, C = r.shape
+    out = []
+    for i in range(B):
+        neg = [j for j in range(C) if j != i]
+        ri, rj = r[i, i], r[i, neg]
+        s = np.exp(rj - rj.max()) / np.exp(rj - rj.max()).sum()
+        if name == "bpr":
+            out.append(-np.mean(np.log(_sig(ri - rj))))
+        elif name == "top1":
+            out.append(np.mean(_sig(rj - ri) + _sig(rj**2)))
+        elif name == "bpr-max":
+            out.append(-np.log(np.sum(s * _sig(ri - rj))) + bpreg * np.sum(s * rj**2))
+        elif name == "top1-max":
+            out.append(np.sum(s * (_sig(rj - ri) + _sig(rj**2))))
+        else:
+            out.append(-(r[i, i] - np.log(np.exp(r[i]).sum())))
+    return np.mean(out)
+
+
+LOSS_FNS = {
+    "bpr": g.bpr_loss,
+    "top1": g.top1_loss,
+    "bpr-max": lambda s: g.bpr_max_loss(s, bpreg=0.5),
+    "top1-max": g.top1_max_loss,
+    "cross-entropy": g.cross_entropy_loss,
+}
+
+
+@pytest.mark.parametrize("name", list(LOSS_FNS))
+def test_loss_matches_formula_and_gradient(name):
+    rng = np.random.default_rng(1)
+    r = rng.normal(size=(4, 7))  # 4 targets + 3 extra samples
+    t = torch.tensor(r, dtype=torch.float64, requires_grad=True)
+    assert LOSS_FNS[name](t).item() == pytest.approx(_reference(name, r), rel=1e-10)
+    assert torch.autograd.gradcheck(LOSS_FNS[name], (t,), eps=1e-6, atol=1e-7)
+
+
+def test_bpr_max_stays_finite_when_every_sigmoid_underflows():
+    r = torch.tensor([[-200.0, 0.0], [0.0, -200.0]], dtype=torch.float64)
+    # by hand: row 0 has one negative (weight 1) with sigmoid(-200): loss = 200 + log(1 + e^-200)
+    assert g.bpr_max_loss(r, bpreg=0.0).item() == pytest.approx(200.0, rel=1e-9)
+
+
+def test_logq_correction_shifts_every_column():
+    rng = np.random.default_rng(2)
+    r = rng.normal(size=(3, 5))
+    log_q = np.log(rng.dirichlet(np.ones(5)))
+    got = g.cross_entropy_loss(torch.tensor(r), torch.tensor(log_q), logq=0.7).item()
+    assert got == pytest.approx(_reference("cross-entropy", r - 0.7 * log_q), rel=1e-10)
+    assert g.cross_entropy_loss(torch.tensor(r), torch.tensor(log_q), logq=0.0).item() == pytest.approx(
+        _reference("cross-entropy", r), rel=1e-10)
+
+
+def test_pairwise_losses_are_zero_without_negatives():
+    one = torch.tensor([[1.5]])
+    for fn in (g.bpr_loss, g.top1_loss, g.bpr_max_loss, g.top1_max_loss):
+        assert fn(one).item() == 0.0
+
+
+def test_final_activation_names():
+    x = torch.tensor([-2.0, 0.5])
+    assert torch.allclose(g.final_activation("elu-0.5")(x), torch.tensor([0.5 * (float(np.exp(-2.0)) - 1), 0.5]))
+    assert torch.allclose(g.final_activation("leaky-0.1")(x), torch.tensor([-0.2, 0.5]))
+    with pytest.raises(ValueError, match="final_act"):
+        g.final_activation("softplus")
+
+
+# ------------------------------------------------------------------ optimiser
+def test_adagrad_momentum_step_by_hand_and_only_touched_rows():
+    w = torch.ones(4, 2)
+    opt = g._RowOptimizer({"w": w}, "adagrad", lr=0.1, momentum=0.5)
+    grad = torch.tensor([[2.0, -1.0]])
+    idx = torch.tensor([2])
+    opt.update("w", w, grad, idx)
+    step1 = 0.1 * grad / torch.sqrt(grad**2 + 1e-6)  # G = g^2, v = step
+    assert torch.allclose(w[2], 1 - step1[0])
+    opt.update("w", w, grad, idx)
+    step2 = 0.5 * step1 + 0.1 * grad / torch.sqrt(2 * grad**2 + 1e-6)  # v = m v + lr g / sqrt(G)
+    assert torch.allclose(w[2], 1 - step1[0] - step2[0])
+    assert torch.equal(w[[0, 1, 3]], torch.ones(3, 2))  # rows not in the batch never move
+
+
+def test_initialisation_range():
+    m = GRU4Rec(layers=[20], embedding=30, n_epochs=0)
+    m._init_weights(500)
+    a = np.sqrt(6 / (500 + 30))
+    E = m.W["E"]
+    assert E.abs().max() <= a and E.abs().max() > 0.95 * a
+    wx = m.W["Wx0"][:, :20]  # one gate block (30, 20)
+    assert wx.abs().max() <= np.sqrt(6 / 50) and wx.abs().max() > 0.9 * np.sqrt(6 / 50)
+    assert torch.equal(m.W["Wy"][:, -1], torch.zeros(500))  # output bias starts at 0
+
+
+# ------------------------------------------------------------------ training and the protocol
+def _fit(train, **kw):
+    params = dict(layers=[24], n_epochs=2, batch_size=16, n_sample=0, learning_rate=0.1, seed=0)
+    params.update(kw)
+    return GRU4Rec(**params).fit(train, progress=False)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(loss="cross-entropy"),
+    dict(loss="bpr-max", n_sample=16, sample_alpha=0.5, bpreg=0.5),
+    dict(loss="top1-max", constrained_embedding=True, momentum=0.3),
+    dict(loss="bpr", embedding=12, dropout_p_embed=0.1, dropout_p_hidden=0.1, final_act="tanh"),
+    dict(loss="top1", layers=[24, 16], optimizer="adam", learning_rate=0.01),
+    dict(loss="cross-entropy", n_sample=16, logq=1.0, final_act="elu-1"),
+])
+def test_learns_planted_transitions_far_better_than_pop(planted, kw):
+    pop = evaluate_sessions(Pop().fit(planted.train), planted.test, cutoffs=(5,))["Recall@5"]
+    res = evaluate_sessions(_fit(planted.train, **kw), planted.test, cutoffs=(5,))
+    assert res["Recall@5"] > pop + 0.25, (res["Recall@5"], pop)
+
+
+def test_every_training_pair_is_used_including_the_tail(planted):
+    m = GRU4Rec(layers=[24], n_epochs=1, batch_size=50, n_sample=0).fit(planted.train, valid=planted.valid,
+                                                                        progress=False)
+    n_pairs = len(planted.train) - planted.train["SessionId"].nunique()
+    assert m.history[0]["events"] == n_pairs
+    assert 0.0 < m.history[0]["Recall@20"] <= 1.0  # the validation score of the epoch is recorded
+
+
+def test_same_seed_same_model(planted):
+    kw = dict(loss="bpr-max", n_sample=8, dropout_p_hidden=0.3, n_epochs=1)
+    a, b = _fit(planted.train, **kw), _fit(planted.train, **kw)
+    assert a.history[0]["loss"] == b.history[0]["loss"]
+    assert all(torch.equal(a.W[k], b.W[k]) for k in a.W)
+    c = _fit(planted.train, **kw, seed=1)
+    assert c.history[0]["loss"] != a.history[0]["loss"]
+
+
+def test_reset_slots_zeroes_only_that_slot(planted):
+    m = _fit(planted.train, n_epochs=1)
+    m.reset(2)
+    m.score_next(np.array([3, 5]))
+    carried = m.score_next(np.array([7, 7]))
+    m.reset(2)
+    m.score_next(np.array([3, 5]))
+    m.reset_slots(np.array([True, False]))
+    mixed = m.score_next(np.array([7, 7]))
+    m.reset(1)
+    fresh = m.score_next(np.array([7]))
+    assert torch.allclose(mixed[0], fresh[0])  # slot 0 forgot item 3
+    assert torch.allclose(mixed[1], carried[1])  # slot 1 still remembers item 5
+    assert not torch.allclose(carried[0], fresh[0])  # the history matters at all
+
+
+def test_save_load_gives_the_same_scores(planted, tmp_path):
+    m = _fit(planted.train, n_epochs=1, constrained_embedding=True)
+    m.save(tmp_path / "m.pt")
+    m2 = GRU4Rec.load(tmp_path / "m.pt", device="cpu")
+    for model in (m, m2):
+        model.reset(2)
+    assert torch.equal(m.score_next(np.array([1, 2])), m2.score_next(np.array([1, 2])))
+    assert np.array_equal(m.item_ids, m2.item_ids)
+
+
+# ------------------------------------------------------------------ bad input
+def test_length_one_sessions_and_unsorted_times_are_counted():
+    df = _frame([[10, 11, 12], [13], [11, 12]] * 5)
+    df.loc[0, "Time"], df.loc[1, "Time"] = df.loc[1, "Time"], df.loc[0, "Time"]  # session 0 out of order
+    with pytest.warns(UserWarning, match="dropped 5 length-1 sessions and re-sorted 1"):
+        m = GRU4Rec(layers=[4], n_epochs=1, batch_size=2).fit(df, progress=False)
+    assert m.data_report["sessions_len1_dropped"] == 5
+    assert m.data_report["sessions_resorted"] == 1
+    assert m.history[0]["events"] == 2 + 4 * 2 + 5 * 1
+    assert 13 not in m.item_ids  # only ever seen in a dropped session
+
+
+def test_bad_frames_are_rejected_with_a_clear_message():
+    with pytest.raises(ValueError, match="empty"):
+        GRU4Rec().fit(pd.DataFrame(columns=["SessionId", "ItemId", "Time"]))
+    with pytest.raises(ValueError, match="missing"):
+        GRU4Rec().fit(pd.DataFrame({"SessionId": [1], "ItemId": [2]}))
+    with pytest.raises(ValueError, match="single event"):
+        GRU4Rec().fit(_frame([[1], [2]]))
+    with pytest.raises(ValueError, match="loss must be"):
+        GRU4Rec(loss="hinge")
+    with pytest.raises(ValueError, match="not trained"):
+        GRU4Rec().reset(3)
+
+
+def test_unknown_test_items_are_dropped_and_counted(planted):
+    m = _fit(planted.train, n_epochs=1)
+    test = planted.test.copy()
+    test.loc[test.index[0], "ItemId"] = -5  # never seen in training
+    res = evaluate_sessions(m, test, cutoffs=(5,))
+    assert res["n_unknown_dropped"] == 1
+    with pytest.raises(ValueError, match="column indices"):
+        m.reset(1)
+        m.score_next(np.array([len(m.item_ids)]))
+
+
+def test_diverging_loss_raises():
+    df = _frame([[1, 2, 3, 4]] * 30)
+    with pytest.raises(ValueError, match="lower learning_rate"):
+        GRU4Rec(layers=[8], loss="bpr", learning_rate=float("nan"), n_epochs=1).fit(df, progress=False)
