@@ -1,0 +1,505 @@
+"""The hybrid flip recommender of the RecSys Summer School 2017 hands-on task, in PyTorch.
+
+Task sheet (``hands-on-task-rsss2017.md``): given a paper, score **all** users; the paper is
+represented by
+
+* an item-ID embedding (a learnt vector per paper, "to be indexed by the item ids"),
+* a content representation from any encoder (levels (a)-(d): TF-IDF word average, paragraph
+  vectors, end-to-end paragraph vectors, GRU) with the interface
+  ``encoder(batch: TextBatch) -> (batch, out_dim)``, attribute ``out_dim`` and optional
+  ``aux_loss(batch)`` (an already weighted auxiliary loss, e.g. the paragraph2vec term of level
+  (c)) and optional ``prepare_cold(batch)`` (fit per-paper content for papers without training
+  likes before they are scored, e.g. paragraph-vector inference),
+* merged by concatenation or by sum (the content projected to the item dimension by its own
+  weight matrix), passed through optional processing layers with ELU (alpha = 1), and
+* multiplied with the user embeddings: ``scores = h @ U.T (+ user bias)``, shape
+  ``(batch_papers, n_users)``.
+
+Cold-start papers have no training likes, so their item-ID embedding was never trained: as in
+Ask-the-GRU (section 3: "for cold-start prediction ... we set v_j = 0") it is replaced by zeros,
+and the paper is represented by its content alone. The model keeps a boolean buffer
+``item_known`` (set by :func:`train_hybrid` from the training likes) for this.
+
+Losses (task sheet, "Loss options"; slides on GRU4Rec losses): weighted MSE, BPR, listwise
+(softmax cross-entropy). Training: mini-batches of papers, Adagrad by default, early stopping on
+validation Recall@M computed by :func:`course_lib.evaluation.evaluate_flip`.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from course_lib.data import check_ids
+from course_lib.torch_models.utils import TextBatch, resolve_device, torch_generator
+
+LOSSES = ("wmse", "bpr", "listwise")
+MERGES = ("concat", "sum")
+
+
+# --------------------------------------------------------------------------------------------
+# Paper texts on the device
+
+
+class PaperTexts:
+    """Every paper's padded word ids and mask, kept on one device, cut into :class:`TextBatch`es.
+
+    ``ids`` is ``(n_papers, max_len)`` int64 (0 = padding), ``mask`` ``(n_papers, max_len)``.
+    A batch is trimmed to its longest paper so short texts do not pay for long ones.
+    """
+
+    def __init__(self, ids, mask, device="auto"):
+        dev = resolve_device(device)
+        self.ids = torch.as_tensor(np.asarray(ids), dtype=torch.long, device=dev)
+        self.mask = torch.as_tensor(np.asarray(mask), dtype=torch.float32, device=dev)
+        if self.ids.ndim != 2 or self.ids.shape != self.mask.shape:
+            raise ValueError(
+                f"ids {tuple(self.ids.shape)} and mask {tuple(self.mask.shape)} must be equal 2-d shapes "
+                "(n_papers, max_len)"
+            )
+        empty = torch.nonzero(self.mask.sum(1) == 0).flatten()
+        if len(empty):
+            raise ValueError(
+                f"papers {empty[:5].tolist()} have empty texts; drop them or encode them with at least one token"
+            )
+        self.device = dev
+
+    @classmethod
+    def from_corpus(cls, corpus, device="auto") -> "PaperTexts":
+        """From anything with ``.ids`` and ``.mask`` (e.g. ``course_lib.text.EncodedCorpus``)."""
+        if isinstance(corpus, PaperTexts):
+            return corpus if corpus.device == resolve_device(device) else cls(
+                corpus.ids.cpu(), corpus.mask.cpu(), device)
+        return cls(corpus.ids, corpus.mask, device)
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+    def batch(self, papers) -> TextBatch:
+        papers = check_ids(papers, len(self), "paper")
+        idx = torch.as_tensor(papers, device=self.device)
+        mask = self.mask[idx]  # (B, max_len)
+        width = max(1, int(mask.sum(1).max().item()))
+        return TextBatch(self.ids[idx, :width], mask[:, :width], idx)
+
+
+# --------------------------------------------------------------------------------------------
+# Model
+
+
+class HybridRecommender(nn.Module):
+    """Item-ID embedding + content encoder -> merge -> ELU layers -> product with user embeddings.
+
+    Parameters (names of the task sheet): ``item_dim`` size of the item-ID embedding;
+    ``merge`` ``"concat"`` (``[v_j ; c_j]``) or ``"sum"`` (``v_j + W c_j``, ``W`` of shape
+    ``(item_dim, out_dim)``); ``hidden`` sizes of the optional processing layers
+    (``h = ELU(A h + b)``, alpha = 1); ``user_bias`` adds a learnt per-user offset (how active a
+    user is, which matters a lot in the flip scenario); ``dropout_user``, ``dropout_item``,
+    ``dropout_content``, ``dropout_hidden`` are the separate dropout rates of the task sheet.
+    ``encoder=None`` gives a pure collaborative model (item-ID embedding only).
+    """
+
+    def __init__(
+        self,
+        n_users: int,
+        n_papers: int,
+        encoder: nn.Module | None = None,
+        *,
+        item_dim: int = 64,
+        merge: str = "concat",
+        hidden: tuple[int, ...] = (),
+        user_bias: bool = True,
+        dropout_user: float = 0.0,
+        dropout_item: float = 0.0,
+        dropout_content: float = 0.0,
+        dropout_hidden: float = 0.0,
+        init_std: float = 0.05,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if merge not in MERGES:
+            raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
+        if n_users < 1 or n_papers < 1 or item_dim < 1:
+            raise ValueError(f"n_users, n_papers and item_dim must be >= 1, got {n_users}, {n_papers}, {item_dim}")
+        if encoder is not None and not isinstance(getattr(encoder, "out_dim", None), int):
+            raise ValueError("the content encoder must have an integer attribute `out_dim` (its output size)")
+        for name, rate in [("dropout_user", dropout_user), ("dropout_item", dropout_item),
+                           ("dropout_content", dropout_content), ("dropout_hidden", dropout_hidden)]:
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {rate}")
+        self.config = dict(
+            n_users=int(n_users), n_papers=int(n_papers), item_dim=int(item_dim), merge=merge,
+            hidden=tuple(int(h) for h in hidden), user_bias=bool(user_bias),
+            dropout_user=float(dropout_user), dropout_item=float(dropout_item),
+            dropout_content=float(dropout_content), dropout_hidden=float(dropout_hidden),
+            init_std=float(init_std), seed=int(seed),
+        )
+        self.n_users, self.n_papers, self.merge = int(n_users), int(n_papers), merge
+        self.encoder = encoder
+        # Our own initialisation stream, so building a model never shifts the global RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            self.item_emb = nn.Embedding(n_papers, item_dim)
+            nn.init.normal_(self.item_emb.weight, std=init_std)
+            rep_dim = item_dim
+            self.content_proj = None
+            if encoder is not None:
+                if merge == "sum":
+                    self.content_proj = nn.Linear(encoder.out_dim, item_dim, bias=False)
+                else:
+                    rep_dim = item_dim + encoder.out_dim
+            layers: list[nn.Module] = []
+            for h in self.config["hidden"]:
+                layers += [nn.Linear(rep_dim, h), nn.ELU(alpha=1.0), nn.Dropout(dropout_hidden)]
+                rep_dim = h
+            self.layers = nn.Sequential(*layers)
+            self.user_emb = nn.Embedding(n_users, rep_dim)
+            nn.init.normal_(self.user_emb.weight, std=init_std)
+        self.user_bias = nn.Parameter(torch.zeros(n_users)) if user_bias else None
+        self.drop_user = nn.Dropout(dropout_user)
+        self.drop_item = nn.Dropout(dropout_item)
+        self.drop_content = nn.Dropout(dropout_content)
+        # True for papers with training likes; the others get a zero item-ID embedding (cold start).
+        self.register_buffer("item_known", torch.zeros(n_papers, dtype=torch.bool))
+
+    @property
+    def device(self) -> torch.device:
+        return self.item_emb.weight.device
+
+    def set_known_papers(self, known) -> None:
+        """Mark the papers that have training likes (boolean array of length ``n_papers``)."""
+        known = torch.as_tensor(np.asarray(known), dtype=torch.bool)
+        if known.shape != (self.n_papers,):
+            raise ValueError(f"known must have shape ({self.n_papers},), got {tuple(known.shape)}")
+        self.item_known.copy_(known.to(self.item_known.device))
+
+    def represent(self, batch: TextBatch) -> torch.Tensor:
+        """The paper representation after merging and processing, ``(batch, rep_dim)``."""
+        idx = batch.paper_idx
+        # (B, item_dim); zero where the paper had no training likes (Ask-the-GRU, section 3)
+        item = self.item_emb(idx) * self.item_known[idx].unsqueeze(1).to(self.item_emb.weight.dtype)
+        rep = self.drop_item(item)
+        if self.encoder is not None:
+            content = self.drop_content(self.encoder(batch))  # (B, out_dim)
+            if content.shape != (len(idx), self.encoder.out_dim):
+                raise ValueError(
+                    f"the encoder returned shape {tuple(content.shape)}, expected ({len(idx)}, {self.encoder.out_dim})"
+                )
+            if self.merge == "sum":
+                rep = rep + self.content_proj(content)  # (B, item_dim)
+            else:
+                rep = torch.cat([rep, content], dim=1)  # (B, item_dim + out_dim)
+        return self.layers(rep)
+
+    def forward(self, batch: TextBatch) -> torch.Tensor:
+        """Preferences of every user for the batch's papers, ``(batch, n_users)``."""
+        h = self.represent(batch)  # (B, D)
+        users = self.drop_user(self.user_emb.weight)  # (n_users, D)
+        scores = h @ users.T  # (B, n_users)
+        if self.user_bias is not None:
+            scores = scores + self.user_bias
+        return scores
+
+    def aux_loss(self, batch: TextBatch) -> torch.Tensor:
+        """The encoder's own weighted auxiliary loss (0 when it has none)."""
+        fn = getattr(self.encoder, "aux_loss", None)
+        if fn is None:
+            return torch.zeros((), device=self.device)
+        return torch.as_tensor(fn(batch), dtype=torch.float32, device=self.device)
+
+    @torch.no_grad()
+    def score_papers(self, papers, texts, batch_size: int = 256) -> np.ndarray:
+        """Scores of all users for ``papers``: numpy ``(len(papers), n_users)``, in eval mode.
+
+        Papers without training likes are cold: their item embedding is zero and, when the
+        encoder has ``prepare_cold``, their content is fitted first (e.g. paragraph-vector
+        inference for level (c)).
+        """
+        papers = check_ids(papers, self.n_papers, "paper")
+        texts = PaperTexts.from_corpus(texts, self.device)
+        if len(texts) != self.n_papers:
+            raise ValueError(f"texts has {len(texts)} papers but the model was built for {self.n_papers}")
+        was_training = self.training
+        self.eval()
+        try:
+            cold = papers[~self.item_known.cpu().numpy()[papers]]
+            if len(cold) and hasattr(self.encoder, "prepare_cold"):
+                with torch.enable_grad():
+                    for start in range(0, len(cold), batch_size):
+                        self.encoder.prepare_cold(texts.batch(cold[start:start + batch_size]))
+            out = np.empty((len(papers), self.n_users), dtype=np.float32)
+            for start in range(0, len(papers), batch_size):
+                chunk = papers[start:start + batch_size]
+                out[start:start + len(chunk)] = self(texts.batch(chunk)).cpu().numpy()
+        finally:
+            self.train(was_training)
+        return out
+
+    def save(self, path) -> None:
+        """Save the configuration and all weights (encoder included)."""
+        torch.save({"config": self.config, "state": self.state_dict(),
+                    "encoder": type(self.encoder).__name__ if self.encoder is not None else None}, path)
+
+    @classmethod
+    def load(cls, path, encoder: nn.Module | None = None, device="auto") -> "HybridRecommender":
+        """Rebuild a saved model. Pass an encoder built with the same sizes as the saved one."""
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if (ckpt["encoder"] is None) != (encoder is None):
+            raise ValueError(
+                f"the saved model has encoder {ckpt['encoder']!r}; pass encoder= a freshly built "
+                f"{ckpt['encoder']} with the same sizes" if ckpt["encoder"] else
+                "the saved model has no encoder; call load(path) without encoder="
+            )
+        model = cls(encoder=encoder, **ckpt["config"])
+        try:
+            model.load_state_dict(ckpt["state"])
+        except RuntimeError as exc:
+            raise ValueError(f"the saved weights do not fit this model (different sizes?): {exc}") from None
+        return model.to(resolve_device(device))
+
+
+# --------------------------------------------------------------------------------------------
+# Losses. `scores` and `targets` are (B, n_users); targets are 1.0 for likes, 0.0 otherwise.
+
+
+def sample_negative_users(targets: torch.Tensor, rows: torch.Tensor, n_sample: int,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """For each entry of ``rows``, ``n_sample`` users (with replacement) who did not like that paper.
+
+    Returns ``(len(rows), n_sample)`` user indices, drawn uniformly among the non-likers.
+    """
+    if n_sample < 1:
+        raise ValueError(f"n_sample must be >= 1, got {n_sample}")
+    n_users = targets.shape[1]
+    if bool(((targets > 0).sum(1)[rows] >= n_users).any()):
+        raise ValueError("a paper is liked by every user, so no negative user can be sampled")
+    # rejection sampling: uniform users, redrawn where they liked the paper. Likes are sparse,
+    # so a few rounds suffice, far cheaper than a multinomial over (P, n_users) weights.
+    neg = torch.randint(0, n_users, (len(rows), n_sample), generator=generator, device=targets.device)
+    for _ in range(1000):
+        bad = targets[rows.unsqueeze(1), neg] > 0  # (P, n_sample)
+        if not bool(bad.any()):
+            return neg
+        neg[bad] = torch.randint(0, n_users, (int(bad.sum()),), generator=generator, device=targets.device)
+    raise ValueError("could not draw negative users: nearly every user liked these papers")
+
+
+def positive_pairs(targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every (row, user) with a like, as two ``(P,)`` index tensors."""
+    rows, users = torch.nonzero(targets > 0, as_tuple=True)
+    if len(rows) == 0:
+        raise ValueError("this batch has no likes at all; train only on papers with training likes")
+    return rows, users
+
+
+def weighted_mse_loss(scores: torch.Tensor, targets: torch.Tensor, alpha: float,
+                      neg_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Weighted MSE of the task sheet: target 1 with weight ``alpha`` (>> 1) on likes, 0 with weight 1.
+
+    ``L = 1/B sum_i [ alpha sum_{u in P_i} (1 - s_iu)^2 + sum_{u in N_i} s_iu^2 ]`` where ``P_i``
+    are the users who liked paper ``i`` and ``N_i`` all other users, or, with negative sampling,
+    only the non-likers marked in ``neg_mask`` ``(B, n_users)``.
+    """
+    if scores.shape != targets.shape:
+        raise ValueError(f"scores {tuple(scores.shape)} and targets {tuple(targets.shape)} must have the same shape")
+    pos = targets > 0
+    neg = ~pos if neg_mask is None else (neg_mask.bool() & ~pos)
+    err = (targets - scores) ** 2
+    per_row = alpha * (err * pos).sum(1) + (err * neg).sum(1)
+    return per_row.mean()
+
+
+def bpr_loss(scores: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """BPR averaged over sampled negatives (slides, GRU4Rec losses), then over the positive pairs.
+
+    ``L = 1/P sum_p 1/N_S sum_j -log sigma(s[rows_p, pos_p] - s[rows_p, neg_pj])``;
+    ``neg`` is ``(P, N_S)``.
+    """
+    s_pos = scores[rows, pos].unsqueeze(1)  # (P, 1)
+    s_neg = scores[rows.unsqueeze(1), neg]  # (P, N_S)
+    return -nn.functional.logsigmoid(s_pos - s_neg).mean()
+
+
+def listwise_loss(scores: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Softmax over the positive and its sampled negatives, cross-entropy on the positive.
+
+    ``L = 1/P sum_p -log( e^{s_pos} / (e^{s_pos} + sum_j e^{s_neg_j}) )``.
+    """
+    s_pos = scores[rows, pos].unsqueeze(1)  # (P, 1)
+    s_neg = scores[rows.unsqueeze(1), neg]  # (P, N_S)
+    logits = torch.cat([s_pos, s_neg], dim=1)  # (P, 1 + N_S)
+    return -torch.log_softmax(logits, dim=1)[:, 0].mean()
+
+
+def compute_loss(loss: str, scores: torch.Tensor, targets: torch.Tensor, *, alpha: float = 10.0,
+                 n_sample: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One of ``"wmse"``, ``"bpr"``, ``"listwise"`` on a batch, sampling negative users as needed.
+
+    For BPR and listwise every like in the batch is one "positive user" with its own ``n_sample``
+    negatives. For weighted MSE ``n_sample=None`` uses every non-liker; otherwise each paper keeps
+    ``n_sample`` sampled non-likers (duplicates count once).
+    """
+    if loss == "wmse":
+        if n_sample is None:
+            return weighted_mse_loss(scores, targets, alpha)
+        rows = torch.arange(len(targets), device=targets.device)
+        neg = sample_negative_users(targets, rows, n_sample, generator)  # (B, n_sample)
+        mask = torch.zeros_like(targets).scatter_(1, neg, 1.0)
+        return weighted_mse_loss(scores, targets, alpha, neg_mask=mask)
+    if loss in ("bpr", "listwise"):
+        rows, pos = positive_pairs(targets)
+        neg = sample_negative_users(targets, rows, n_sample or 20, generator)  # (P, n_sample)
+        return (bpr_loss if loss == "bpr" else listwise_loss)(scores, rows, pos, neg)
+    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+
+
+def _flip_metrics(model, texts, papers, valid_likes, train_likes, ks) -> dict:
+    from course_lib.evaluation import evaluate_flip
+
+    scores = model.score_papers(papers, texts)
+    return evaluate_flip(scores, valid_likes, likes_train=train_likes, papers=papers, ks=ks, metrics=("recall",))
+
+
+def _binary(likes) -> sp.csr_matrix:
+    """1.0 where a like is stored and non-zero (explicit zeros would otherwise count as likes)."""
+    out = sp.csr_matrix(likes, dtype=np.float32, copy=True)
+    out.eliminate_zeros()
+    out.data[:] = 1.0
+    return out
+
+
+def train_hybrid(
+    model: HybridRecommender,
+    texts,
+    train_likes: sp.spmatrix,
+    valid_likes: sp.spmatrix | None = None,
+    *,
+    loss: str = "wmse",
+    alpha: float = 50.0,
+    n_sample: int | None = None,
+    optimizer: str = "adagrad",
+    lr: float = 0.1,
+    weight_decay: float = 0.0,
+    batch_size: int = 64,
+    epochs: int = 20,
+    patience: int = 3,
+    monitor: str = "Recall@50",
+    seed: int = 0,
+    device="auto",
+    progress: bool = True,
+) -> dict[str, list]:
+    """Train ``model`` on mini-batches of papers; early stopping on validation ``monitor``.
+
+    ``train_likes`` and ``valid_likes`` are ``(n_users, n_papers)`` like matrices. Only papers
+    with training likes are trained on; they become the model's "known" papers, every other paper
+    is cold (zero item embedding). After each epoch the validation papers (those with a like in
+    ``valid_likes``) are scored and :func:`course_lib.evaluation.evaluate_flip` computes Recall@M
+    (training likes excluded); the best epoch's weights are restored at the end. Loss per batch:
+    ``compute_loss(loss, ...) + model.aux_loss(batch)``; ``n_sample`` is the number of sampled
+    negative users (per like for BPR / listwise, default 20; per paper for weighted MSE, default
+    all users). ``monitor`` is ``"Recall@K"``.
+
+    Returns the history: lists ``epoch``, ``loss`` (recommendation loss), ``aux_loss``,
+    ``seconds`` and one list per validation metric (e.g. ``valid_Recall@50``), plus
+    ``best_epoch`` (a one-element list).
+    """
+    from tqdm.auto import tqdm
+
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if not (monitor.startswith("Recall@") and monitor[7:].isdigit() and int(monitor[7:]) > 0):
+        raise ValueError(f"monitor must look like 'Recall@50', got {monitor!r}")
+    if optimizer not in ("adagrad", "adam"):
+        raise ValueError(f"optimizer must be 'adagrad' or 'adam', got {optimizer!r}")
+    shape = (model.n_users, model.n_papers)
+    for name, m in [("train_likes", train_likes), ("valid_likes", valid_likes)]:
+        if m is not None and m.shape != shape:
+            raise ValueError(f"{name} has shape {m.shape}, the model expects (n_users, n_papers) = {shape}")
+    if batch_size < 1 or epochs < 1:
+        raise ValueError(f"batch_size and epochs must be >= 1, got {batch_size}, {epochs}")
+    dev = resolve_device(device)
+    model.to(dev)
+    texts = PaperTexts.from_corpus(texts, dev)
+    if len(texts) != model.n_papers:
+        raise ValueError(f"texts has {len(texts)} papers but the model was built for {model.n_papers}")
+
+    by_paper = _binary(train_likes).T.tocsr()  # (n_papers, n_users)
+    known = np.diff(by_paper.indptr) > 0
+    if not known.any():
+        raise ValueError("train_likes is empty: there is nothing to learn from")
+    model.set_known_papers(known)
+    train_papers = np.flatnonzero(known)
+    valid_papers = None
+    if valid_likes is not None:
+        valid_likes = _binary(valid_likes)
+        valid_papers = np.flatnonzero(np.diff(valid_likes.tocsc().indptr) > 0)
+        if len(valid_papers) == 0:
+            raise ValueError("valid_likes has no likes; pass None to train without early stopping")
+
+    torch.manual_seed(int(seed))  # dropout masks come from the global stream
+    rng = np.random.default_rng(int(seed))
+    gen = torch_generator(seed, dev)
+    opt_cls = torch.optim.Adagrad if optimizer == "adagrad" else torch.optim.Adam
+    opt = opt_cls(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    ks = tuple(sorted({50, 100, int(monitor[7:])}))
+    history: dict[str, list] = {"epoch": [], "loss": [], "aux_loss": [], "seconds": []}
+    best, best_state, bad_epochs = -np.inf, None, 0
+    bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress, leave=False)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        model.train()
+        order = rng.permutation(train_papers)
+        tot, tot_aux, n_batches = 0.0, 0.0, 0
+        for start in range(0, len(order), batch_size):
+            papers = order[start:start + batch_size]
+            batch = texts.batch(papers)
+            targets = torch.as_tensor(by_paper[papers].toarray(), device=dev)  # (B, n_users)
+            rec = compute_loss(loss, model(batch), targets, alpha=alpha, n_sample=n_sample, generator=gen)
+            aux = model.aux_loss(batch)
+            total = rec + aux
+            if not torch.isfinite(total.detach()):
+                raise ValueError(
+                    f"the loss became {total.item()} at epoch {epoch}, batch {n_batches + 1} "
+                    f"(recommendation {rec.item():.4g}, auxiliary {aux.item():.4g}); lower lr (now {lr}) "
+                    f"or alpha (now {alpha}), or check the inputs for NaN"
+                )
+            opt.zero_grad()
+            total.backward()
+            opt.step()
+            tot, tot_aux, n_batches = tot + rec.item(), tot_aux + aux.item(), n_batches + 1
+        history["epoch"].append(epoch)
+        history["loss"].append(tot / n_batches)
+        history["aux_loss"].append(tot_aux / n_batches)
+        postfix = {"loss": f"{tot / n_batches:.4g}"}
+        if valid_papers is not None:
+            res = _flip_metrics(model, texts, valid_papers, valid_likes, train_likes, ks)
+            for k in ks:
+                history.setdefault(f"valid_Recall@{k}", []).append(float(res[f"Recall@{k}"]))
+            value = float(res[monitor])
+            postfix[monitor] = f"{value:.4f}"
+            if value > best:
+                best, bad_epochs = value, 0
+                best_state = copy.deepcopy(model.state_dict())
+                history["best_epoch"] = [epoch]
+            else:
+                bad_epochs += 1
+        history["seconds"].append(time.perf_counter() - t0)
+        bar.set_postfix(postfix)
+        if valid_papers is not None and bad_epochs >= patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        history["best_epoch"] = [history["epoch"][-1]]
+    model.eval()
+    return history
