@@ -50,6 +50,21 @@ def run_check(name: str, fn: Callable[[], Any]) -> Verdict:
     return Verdict(True)
 
 
+def call_learner(name: str, fn: Callable, *args: Any) -> Any:
+    """Call a learner's function; on failure print why (see ``run_check``) and return None."""
+    got = {}
+    if not run_check(name, lambda: got.update(value=fn(*args))):
+        return None
+    return got["value"]
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A learner's result (numpy, list or torch tensor) as a float64 numpy array."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
 def rel_error(a: Any, b: Any) -> float:
     """Largest relative error between two arrays, as in CS231n gradient checks."""
     a = np.asarray(a, dtype=np.float64)

@@ -5,20 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import compare_shapes, report, run_check
-
-
-def _call(name, fn, *args):
-    got = {}
-    if not run_check(name, lambda: got.update(v=fn(*args))):
-        return None
-    return got["v"]
-
-
-def _np(x) -> np.ndarray:
-    if torch.is_tensor(x):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
+from . import call_learner, compare_shapes, report, run_check, to_numpy
 
 
 def _hand_corpus():
@@ -31,10 +18,10 @@ def _hand_corpus():
 def check_idf(idf_fn) -> bool:
     """``idf_fn(ids, mask, vocab_size) -> (vocab_size,)`` with ``log(N / df)``, 0 for unseen words and padding."""
     ids, mask = _hand_corpus()
-    value = _call("idf", idf_fn, ids, mask, 5)
+    value = call_learner("idf", idf_fn, ids, mask, 5)
     if value is None:
         return False
-    value = _np(value)
+    value = to_numpy(value)
     if not compare_shapes("the idf vector", value, (5,)):
         return False
     want = np.array([0.0, 0.0, 0.0, np.log(3 / 2), np.log(3 / 2)])
@@ -60,15 +47,15 @@ def check_weighted_average(avg_fn) -> bool:
     idf = torch.tensor([0.0, 0.5, 1.0, 2.0, 0.3, 1.5])
     ids = torch.tensor([[1, 3, 3, 0, 0], [5, 2, 4, 1, 2]])
     mask = (ids > 0).float()
-    value = _call("weighted_average", avg_fn, ids, mask, vectors, idf)
+    value = call_learner("weighted_average", avg_fn, ids, mask, vectors, idf)
     if value is None:
         return False
-    value = _np(value)
+    value = to_numpy(value)
     if not compare_shapes("the paper vectors", value, (2, 4)):
         return False
-    want = _np(TfidfWordAverage(vectors.numpy(), idf.numpy())(TextBatch(ids, mask, torch.arange(2))))
-    plain = _np((vectors[ids] * mask[..., None]).sum(1) / mask.sum(1, keepdim=True))
-    unnormalised = _np((vectors[ids] * (idf[ids] * mask)[..., None]).sum(1))
+    want = to_numpy(TfidfWordAverage(vectors.numpy(), idf.numpy())(TextBatch(ids, mask, torch.arange(2))))
+    plain = to_numpy((vectors[ids] * mask[..., None]).sum(1) / mask.sum(1, keepdim=True))
+    unnormalised = to_numpy((vectors[ids] * (idf[ids] * mask)[..., None]).sum(1))
     if np.allclose(value, plain):
         return report(False, "", "you took the plain mean of the word vectors; weight each word by its idf")
     if np.allclose(value, unnormalised):
@@ -83,19 +70,19 @@ def check_merge(merge_fn) -> bool:
     """``merge_fn(item_vec, content_vec, how, W) -> tensor``: concat ``[v ; c]`` or sum ``v + c @ W.T``."""
     gen = torch.Generator().manual_seed(1)
     v, c, W = torch.randn(3, 4, generator=gen), torch.randn(3, 6, generator=gen), torch.randn(4, 6, generator=gen)
-    cat = _call("merge(..., 'concat', ...)", merge_fn, v, c, "concat", W)
+    cat = call_learner("merge(..., 'concat', ...)", merge_fn, v, c, "concat", W)
     if cat is None:
         return False
     if not compare_shapes("the concatenation", cat, (3, 10)):
         return False
-    if not np.allclose(_np(cat), _np(torch.cat([v, c], 1))):
+    if not np.allclose(to_numpy(cat), to_numpy(torch.cat([v, c], 1))):
         return report(False, "", "concat should put the item vector first, then the content vector, along dim 1")
-    summed = _call("merge(..., 'sum', ...)", merge_fn, v, c, "sum", W)
+    summed = call_learner("merge(..., 'sum', ...)", merge_fn, v, c, "sum", W)
     if summed is None:
         return False
     if not compare_shapes("the sum", summed, (3, 4)):
         return False
-    if not np.allclose(_np(summed), _np(v + c @ W.T), atol=1e-6):
+    if not np.allclose(to_numpy(summed), to_numpy(v + c @ W.T), atol=1e-6):
         return report(False, "", "sum should project the content to the item size with W (shape (item_dim, "
                                  "content_dim), so c @ W.T) and add it to the item vector")
     return report(True, "concat gives (B, item_dim + content_dim); sum gives (B, item_dim) with the projection W", "")
@@ -108,10 +95,10 @@ def check_weighted_mse(wmse_fn) -> bool:
     gen = torch.Generator().manual_seed(2)
     s = torch.randn(4, 9, generator=gen)
     t = (torch.rand(4, 9, generator=gen) < 0.3).float()
-    value = _call("weighted_mse", wmse_fn, s, t, 10.0)
+    value = call_learner("weighted_mse", wmse_fn, s, t, 10.0)
     if value is None:
         return False
-    value = float(_np(value))
+    value = float(to_numpy(value))
     want = float(weighted_mse_loss(s, t, 10.0))
     err = (t - s) ** 2
     mistakes = {
@@ -152,7 +139,7 @@ def check_training_step(step_fn) -> bool:
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
         start = float(weighted_mse_loss(model(batch), targets, 5.0))
-    value = _call("training_step", step_fn, model, opt, batch, targets, 5.0)
+    value = call_learner("training_step", step_fn, model, opt, batch, targets, 5.0)
     if value is None:
         return False
     if not isinstance(value, float):
@@ -162,7 +149,7 @@ def check_training_step(step_fn) -> bool:
                                  "compute it with the model's forward pass and weighted_mse_loss")
     if all(torch.equal(before[k], v) for k, v in model.state_dict().items()):
         return report(False, "", "no weight changed: call loss.backward() and optimizer.step()")
-    losses = [value] + [_call("training_step", step_fn, model, opt, batch, targets, 5.0) for _ in range(4)]
+    losses = [value] + [call_learner("training_step", step_fn, model, opt, batch, targets, 5.0) for _ in range(4)]
     if None in losses:
         return False
     if not losses[-1] < losses[0]:

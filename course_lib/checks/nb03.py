@@ -5,20 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import compare_shapes, numerical_gradient, rel_error, report, run_check
-
-
-def _call(name, fn, *args):
-    got = {}
-    if not run_check(name, lambda: got.update(v=fn(*args))):
-        return None
-    return got["v"]
-
-
-def _np(x) -> np.ndarray:
-    if torch.is_tensor(x):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=np.float64)
+from . import call_learner, compare_shapes, numerical_gradient, rel_error, report, run_check, to_numpy
 
 
 def _grad_ok(name, fn, x0: np.ndarray) -> bool:
@@ -44,16 +31,16 @@ def check_pv_dbow_loss(loss_fn) -> bool:
     rng = np.random.default_rng(0)
     d, u, n = rng.normal(size=(3, 4)), rng.normal(size=(3, 5, 4)), rng.normal(size=(5, 2, 4))
     td, tu, tn = (torch.tensor(a) for a in (d, u, n))
-    value = _call("pv_dbow_loss", loss_fn, td, tu, tn)
+    value = call_learner("pv_dbow_loss", loss_fn, td, tu, tn)
     if value is None:
         return False
     if not compare_shapes("the loss (one value per paper)", value, (3,)):
         return False
-    want = _np(negative_sampling_loss(torch.einsum("bd,btd->bt", td, tu), torch.einsum("bd,tkd->btk", td, tn)))
-    value = _np(value)
+    want = to_numpy(negative_sampling_loss(torch.einsum("bd,btd->bt", td, tu), torch.einsum("bd,tkd->btk", td, tn)))
+    value = to_numpy(value)
     if np.allclose(value, want * 5):
         return report(False, "", "you summed over the T sampled words; average over them instead")
-    flipped = _np(negative_sampling_loss(torch.einsum("bd,btd->bt", td, tu), -torch.einsum("bd,tkd->btk", td, tn)))
+    flipped = to_numpy(negative_sampling_loss(torch.einsum("bd,btd->bt", td, tu), -torch.einsum("bd,tkd->btk", td, tn)))
     if np.allclose(value, flipped):
         return report(False, "", "noise words must score LOW: use log sigmoid(-d . u_noise)")
     if not np.allclose(value, want, rtol=1e-6):
@@ -77,11 +64,11 @@ def check_bpr(bpr_fn) -> bool:
     from course_lib.torch_models.hybrid import bpr_loss
 
     s, rows, pos, neg = _ranking_case()
-    value = _call("bpr", bpr_fn, torch.tensor(s), rows, pos, neg)
+    value = call_learner("bpr", bpr_fn, torch.tensor(s), rows, pos, neg)
     if value is None:
         return False
     want = float(bpr_loss(torch.tensor(s), rows, pos, neg))
-    value = float(_np(value))
+    value = float(to_numpy(value))
     reversed_ = float(-torch.nn.functional.logsigmoid(
         torch.tensor(s)[rows.unsqueeze(1), neg] - torch.tensor(s)[rows, pos].unsqueeze(1)).mean())
     if np.isclose(value, reversed_):
@@ -100,11 +87,11 @@ def check_listwise(xe_fn) -> bool:
     from course_lib.torch_models.hybrid import listwise_loss
 
     s, rows, pos, neg = _ranking_case()
-    value = _call("listwise", xe_fn, torch.tensor(s), rows, pos, neg)
+    value = call_learner("listwise", xe_fn, torch.tensor(s), rows, pos, neg)
     if value is None:
         return False
     want = float(listwise_loss(torch.tensor(s), rows, pos, neg))
-    value = float(_np(value))
+    value = float(to_numpy(value))
     full = float(-torch.log_softmax(torch.tensor(s)[rows], 1)[torch.arange(3), pos].mean())
     if np.isclose(value, full):
         return report(False, "", "you took the softmax over ALL users; the task samples: softmax over the positive "
@@ -133,7 +120,7 @@ def check_infer(infer_fn) -> bool:
         enc.word_out.weight[11:, 0] -= 2.0
     words_before = enc.word_out.weight.detach().clone()
     docs_before = enc.doc.weight.detach().clone()
-    value = _call("infer_vectors", infer_fn, enc, batch, 200, 0.1)
+    value = call_learner("infer_vectors", infer_fn, enc, batch, 200, 0.1)
     if value is None:
         return False
     if not compare_shapes("the inferred vectors", value, (6, 5)):
@@ -143,7 +130,7 @@ def check_infer(infer_fn) -> bool:
                                  "(pass encoder.word_out.weight.detach() to p2v_loss, optimise only the new vectors)")
     if not torch.equal(docs_before, enc.doc.weight.detach()):
         return report(False, "", "the encoder's table changed: return the new vectors, do not write them into it")
-    vecs = torch.as_tensor(_np(value), dtype=torch.float32)
+    vecs = torch.as_tensor(to_numpy(value), dtype=torch.float32)
     probe = torch.Generator().manual_seed(7)
     with torch.no_grad():
         mine = float(enc.p2v_loss(vecs, batch, probe).mean())

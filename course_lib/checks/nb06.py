@@ -11,14 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import numerical_gradient, rel_error, report, run_check
-
-
-def _call(name, fn, *args):
-    got = {}
-    if not run_check(name, lambda: got.update(v=fn(*args))):
-        return None
-    return got["v"]
+from . import call_learner, numerical_gradient, rel_error, report, run_check
 
 
 def _is_symbolic(value) -> bool:
@@ -35,7 +28,7 @@ def check_elu(elu_fn) -> bool:
     from course_lib.theano_models.compat import T, function, theano
 
     x = T.matrix("x", dtype="float64")
-    y = _call("elu", elu_fn, x)
+    y = call_learner("elu", elu_fn, x)
     if y is None:
         return False
     if not _is_symbolic(y):
@@ -73,7 +66,7 @@ def check_adagrad(adagrad_fn) -> bool:
     w = theano.shared(w0.copy(), name="w")
     x = T.matrix("x", dtype="float64")
     loss = (T.tanh(T.dot(x, w)) ** 2).sum()
-    updates = _call("adagrad_updates", adagrad_fn, loss, [w], 0.1, 1e-10)
+    updates = call_learner("adagrad_updates", adagrad_fn, loss, [w], 0.1, 1e-10)
     if updates is None:
         return False
     updates = list(updates.items()) if isinstance(updates, dict) else list(updates)
@@ -110,7 +103,7 @@ def check_weighted_mse(wmse_fn) -> bool:
     from course_lib.theano_models.compat import T, function
 
     s, t = T.matrix("s", dtype="float64"), T.matrix("t", dtype="float64")
-    value = _call("weighted_mse", wmse_fn, s, t, 5.0)
+    value = call_learner("weighted_mse", wmse_fn, s, t, 5.0)
     if value is None:
         return False
     if not _is_symbolic(value):
@@ -138,7 +131,7 @@ def check_training_step(compile_fn) -> bool:
     rng = np.random.default_rng(0)
     model = hybrid.HybridRecommender(15, 8, None, item_dim=4, user_bias=True, seed=0, dtype="float64")
     model.set_known_papers(np.ones(8, dtype=bool))
-    step = _call("compile_training_step", compile_fn, model, 10.0, 0.1)
+    step = call_learner("compile_training_step", compile_fn, model, 10.0, 0.1)
     if step is None:
         return False
     targets = (rng.random((8, 15)) < 0.3).astype(np.float64)
@@ -178,7 +171,7 @@ def check_gru_step(step_fn) -> bool:
     xp_v = (x @ cell.weight_ih.T + cell.bias_ih).detach().numpy()
     xp, mt, h = T.matrix("xp", dtype="float64"), T.vector("m", dtype="float64"), T.matrix("h", dtype="float64")
     W_hh, b_hh = T.matrix("W_hh", dtype="float64"), T.vector("b_hh", dtype="float64")
-    out = _call("gru_step", step_fn, xp, mt, h, W_hh, b_hh)
+    out = call_learner("gru_step", step_fn, xp, mt, h, W_hh, b_hh)
     if out is None:
         return False
     if not _is_symbolic(out):
@@ -216,7 +209,7 @@ def check_scan_encoder(encode_fn) -> bool:
     xs, ms = T.tensor3("x", dtype="float64"), T.matrix("mask", dtype="float64")
     W = [T.matrix("W_ih", dtype="float64"), T.matrix("W_hh", dtype="float64"), T.vector("b_ih", dtype="float64"),
          T.vector("b_hh", dtype="float64")]
-    out = _call("gru_encode", encode_fn, xs, ms, *W)
+    out = call_learner("gru_encode", encode_fn, xs, ms, *W)
     if out is None:
         return False
     if not _is_symbolic(out):

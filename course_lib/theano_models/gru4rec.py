@@ -21,7 +21,6 @@ scorer protocol (``item_ids``, ``reset``, ``reset_slots``, ``score_next``).
 from __future__ import annotations
 
 import time
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -29,8 +28,7 @@ import pandas as pd
 from course_lib.theano_models.compat import (
     Params, RandomStream, T, dropout, elu, floatX, function, log_sigmoid, log_softmax, sigmoid, theano,
 )
-from course_lib.torch_models.gru4rec import GRU4Rec as _TorchGRU4Rec
-from course_lib.torch_models.gru4rec import session_parallel_batches
+from course_lib.torch_models.gru4rec import session_parallel_batches, training_arrays
 
 LOSSES = ("cross-entropy", "bpr-max", "top1-max", "bpr", "top1")
 _BIG = 1e30  # stands in for infinity when a column is masked out of a softmax
@@ -344,17 +342,8 @@ class GRU4Rec:
         """
         from tqdm.auto import tqdm
 
-        df, report = _TorchGRU4Rec.prepare(train, "train")
-        self.data_report = report
-        if report["sessions_len1_dropped"] or report["sessions_resorted"]:
-            warnings.warn(f"GRU4Rec.fit: dropped {report['sessions_len1_dropped']} length-1 sessions and "
-                          f"re-sorted {report['sessions_resorted']} sessions by time", stacklevel=2)
-        self.item_ids = np.unique(df["ItemId"].to_numpy())
+        self.data_report, self.item_ids, item_idx, offsets, pop = training_arrays(train)
         n_items = len(self.item_ids)
-        item_idx = np.searchsorted(self.item_ids, df["ItemId"].to_numpy())
-        sess = df["SessionId"].to_numpy()
-        offsets = np.r_[0, np.flatnonzero(sess[1:] != sess[:-1]) + 1, len(sess)]
-        pop = np.bincount(item_idx, minlength=n_items).astype(np.float64)
         self.popularity = pop
         self._init_weights(n_items)
         if init_weights is not None:
@@ -368,7 +357,7 @@ class GRU4Rec:
         t0 = time.perf_counter()
         step_fn = self._compile_train_step()
         self.compile_seconds["train_step"] = time.perf_counter() - t0
-        n_pairs = len(df) - (len(offsets) - 1)
+        n_pairs = len(item_idx) - (len(offsets) - 1)  # (input, target) pairs: events minus sessions
         constrained = self._input_table() == "Wy"
         self.history = []
         for epoch in range(self.n_epochs):

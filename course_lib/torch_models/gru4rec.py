@@ -416,17 +416,8 @@ class GRU4Rec:
         Items are the distinct ``ItemId`` of ``train``; ``history`` gets the mean loss, events and
         events/s of each epoch (and Recall/MRR@``eval_cutoff`` on ``valid`` when given).
         """
-        df, report = self.prepare(train, "train")
-        self.data_report = report
-        if report["sessions_len1_dropped"] or report["sessions_resorted"]:
-            warnings.warn(f"GRU4Rec.fit: dropped {report['sessions_len1_dropped']} length-1 sessions and "
-                          f"re-sorted {report['sessions_resorted']} sessions by time", stacklevel=2)
-        self.item_ids = np.unique(df["ItemId"].to_numpy())
+        self.data_report, self.item_ids, item_idx, offsets, pop = training_arrays(train)
         n_items = len(self.item_ids)
-        item_idx = np.searchsorted(self.item_ids, df["ItemId"].to_numpy())
-        sess = df["SessionId"].to_numpy()
-        offsets = np.r_[0, np.flatnonzero(sess[1:] != sess[:-1]) + 1, len(sess)]
-        pop = np.bincount(item_idx, minlength=n_items).astype(np.float64)
         self.popularity = pop
         self._init_weights(n_items)
         dev = self.device
@@ -440,7 +431,7 @@ class GRU4Rec:
         sampler = _SampleStore(p_sample, self.n_sample, self.sample_store_size, self.seed + 2, dev,
                                max_chunks=n_steps * self.n_epochs)
         opt = _RowOptimizer(self.W, self.optimizer, self.learning_rate, self.momentum)
-        n_pairs = len(df) - (len(offsets) - 1)
+        n_pairs = len(item_idx) - (len(offsets) - 1)  # (input, target) pairs: events minus sessions
         loss_fn = self._loss_fn()
         self.history = []
         for epoch in range(self.n_epochs):
@@ -571,6 +562,23 @@ class GRU4Rec:
         model.W = {k: v.to(model.device) for k, v in blob["weights"].items()}
         return model
 
+
+
+def training_arrays(train: pd.DataFrame):
+    """Turn a training frame into what both tracks train on: ``(report, item_ids, item_idx,
+    offsets, popularity)``. Items are the distinct ``ItemId`` (column ``j`` = ``item_ids[j]``);
+    ``offsets`` are the session boundaries in the time-sorted events; dropped length-1 sessions and
+    re-sorted sessions are counted in ``report`` and warned about, never silently lost."""
+    df, report = GRU4Rec.prepare(train, "train")
+    if report["sessions_len1_dropped"] or report["sessions_resorted"]:
+        warnings.warn(f"GRU4Rec.fit: dropped {report['sessions_len1_dropped']} length-1 sessions and "
+                      f"re-sorted {report['sessions_resorted']} sessions by time", stacklevel=3)
+    item_ids = np.unique(df["ItemId"].to_numpy())
+    item_idx = np.searchsorted(item_ids, df["ItemId"].to_numpy())  # (n_events,)
+    sess = df["SessionId"].to_numpy()
+    offsets = np.r_[0, np.flatnonzero(sess[1:] != sess[:-1]) + 1, len(sess)]
+    pop = np.bincount(item_idx, minlength=len(item_ids)).astype(np.float64)
+    return report, item_ids, item_idx, offsets, pop
 
 def _unique_rows(idx: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Sorted distinct values of ``idx`` (all in [0, n)) and the position of each entry among them.

@@ -10,13 +10,6 @@ from course_lib.torch_models.e2e_paragraph import EndToEndParagraphVectors, nega
 from course_lib.torch_models.hybrid import HybridRecommender, PaperTexts, train_hybrid
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster than two fighting over a busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def planted(n_users=120, n_papers=200, n_topics=4, seed=0):

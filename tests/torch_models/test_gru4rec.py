@@ -11,15 +11,6 @@ from course_lib.torch_models import gru4rec as g
 from course_lib.torch_models.gru4rec import GRU4Rec, session_parallel_batches
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: a second intra-op thread only adds waiting on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def planted():
     return planted_sessions(n_items=40, n_sessions=500, mean_len=6, seed=3)

@@ -34,13 +34,6 @@ class MeanWords(nn.Module):
         return e.sum(1) / batch.mask.sum(1, keepdim=True)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster than two fighting over a busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def planted(n_users=120, n_papers=200, n_topics=4, seed=0):

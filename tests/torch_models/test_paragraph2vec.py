@@ -9,12 +9,6 @@ from course_lib.torch_models import paragraph2vec as p2v
 from course_lib.torch_models.paragraph2vec import ParagraphVectors, negative_sampling_loss
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def planted_docs(n_docs=60, n_topics=3, words_per_topic=8, n_common=6, doc_len=30, seed=0):
