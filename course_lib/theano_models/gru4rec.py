@@ -28,7 +28,7 @@ import pandas as pd
 from course_lib.theano_models.compat import (
     Params, RandomStream, T, dropout, elu, floatX, function, log_sigmoid, log_softmax, sigmoid, theano,
 )
-from course_lib.torch_models.gru4rec import session_parallel_batches, training_arrays
+from course_lib.torch_models.gru4rec import _SampleStore, session_parallel_batches, training_arrays
 
 LOSSES = ("cross-entropy", "bpr-max", "top1-max", "bpr", "top1")
 _BIG = 1e30  # stands in for infinity when a column is masked out of a softmax
@@ -109,30 +109,6 @@ def final_activation(name: str):
         slope = float(name.split("-", 1)[1]) if "-" in name else 0.01
         return lambda x: T.switch(x > 0, x, slope * x)
     raise ValueError(f"final_act must be linear, tanh, relu, elu-<alpha> or leaky-<slope>, got {name!r}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Extra negatives: the same store, the same draws as the PyTorch track for the same seed
-# ---------------------------------------------------------------------------------------------
-class _SampleStore:
-    """``n_sample`` items per step with probability ``p``, drawn in big chunks (``sample_store_size``)."""
-
-    def __init__(self, p: np.ndarray, n_sample: int, store_size: int, seed: int, max_chunks: int):
-        self.n_sample = n_sample
-        self.cdf = np.cumsum(p)
-        self.cdf[-1] = 1.0 + 1e-9
-        self.rng = np.random.default_rng(seed)
-        self.n_chunks = max(1, min(store_size // max(n_sample, 1), max_chunks))
-        self.store, self.pos = None, 0
-
-    def next(self) -> np.ndarray | None:
-        if self.n_sample <= 0:
-            return None
-        if self.store is None or self.pos >= len(self.store):
-            draw = np.searchsorted(self.cdf, self.rng.random(self.n_chunks * self.n_sample), side="right")
-            self.store, self.pos = draw.reshape(self.n_chunks, self.n_sample), 0
-        self.pos += 1
-        return self.store[self.pos - 1]
 
 
 def _uniform(rng, shape, fan_in, fan_out):
@@ -352,8 +328,9 @@ class GRU4Rec:
         p_sample = pop**self.sample_alpha / (pop**self.sample_alpha).sum()
         log_p_target, log_p_sample = np.log(p_target), np.log(p_sample)
         n_steps = sum(1 for _ in session_parallel_batches(offsets, self.batch_size))
+        # the PyTorch track's store, kept in numpy: the same negatives for the same seed
         sampler = _SampleStore(p_sample, self.n_sample, self.sample_store_size, self.seed + 2,
-                               max_chunks=n_steps * self.n_epochs)
+                               device=None, max_chunks=n_steps * self.n_epochs)
         t0 = time.perf_counter()
         step_fn = self._compile_train_step()
         self.compile_seconds["train_step"] = time.perf_counter() - t0

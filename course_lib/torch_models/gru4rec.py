@@ -596,7 +596,9 @@ def _unique_rows(idx: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]
 
 class _SampleStore:
     """Extra negatives drawn with probability ``p`` in chunks of ``n_sample`` from a precomputed
-    store (the authors' ``sample_store_size`` trick: one big draw instead of one per step)."""
+    store (the authors' ``sample_store_size`` trick: one big draw instead of one per step).
+    ``device=None`` keeps the store in numpy (the Theano track draws from this same class, so both
+    tracks see the same negatives for the same seed)."""
 
     def __init__(self, p: np.ndarray, n_sample: int, store_size: int, seed: int, device, max_chunks: int):
         self.n_sample, self.device = n_sample, device
@@ -607,12 +609,13 @@ class _SampleStore:
         self.n_chunks = max(1, min(store_size // max(n_sample, 1), max_chunks))
         self.store, self.pos = None, 0
 
-    def next(self) -> torch.Tensor | None:
+    def next(self) -> torch.Tensor | np.ndarray | None:
         if self.n_sample <= 0:
             return None
         if self.store is None or self.pos >= len(self.store):
             draw = np.searchsorted(self.cdf, self.rng.random(self.n_chunks * self.n_sample), side="right")
-            self.store = torch.as_tensor(draw.reshape(self.n_chunks, self.n_sample), device=self.device)
+            draw = draw.reshape(self.n_chunks, self.n_sample)
+            self.store = draw if self.device is None else torch.as_tensor(draw, device=self.device)
             self.pos = 0
         self.pos += 1
         return self.store[self.pos - 1]
