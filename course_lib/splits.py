@@ -11,6 +11,8 @@ to it, so a model is always trained on ``fold.train`` and scored on ``fold.test`
   likes are the same kind of matrix, evaluation uses ``fold.test.T`` (papers as queries).
 * :func:`validation_split`: a validation fold carved out of ``fold.train`` the same way, for
   early stopping on recall (Ask the GRU, section 4.1.2).
+* :func:`flip_protocol`: the hands-on task's evaluation split, cold and warm flip at once, with
+  a validation fold (a :class:`FlipProtocol`; notebooks 01, 03, 06 and ``course bench hybrid``).
 * :func:`tag_split`: tag prediction in cold start (section 4.2, "Tag Prediction").
 
 Sessions (RSC15): frames with ``SessionId``, ``ItemId``, ``Time`` (Unix seconds). The full RSC15
@@ -311,6 +313,64 @@ def validation_split(fold: Fold, frac: float = 0.1, seed: int = 0, min_paper_lik
         held[rng.choice(np.flatnonzero((cols == paper) & held))] = False
     new_train, valid = _split_by_mask(train, held)
     return Fold(new_train, valid, None, fold.fold, "warm")
+
+
+@dataclass
+class FlipProtocol:
+    """One split of a likes matrix for cold and warm flip evaluation, from :func:`flip_protocol`.
+
+    ``train``/``valid`` ``(n_users, n_papers)`` likes to train / early-stop on; ``cold_test`` the
+    likes of the cold papers ``cold_papers``; ``warm_test`` the held-out likes of ``warm_papers``
+    (their other likes are in ``train`` and are excluded from the ranking).
+    """
+
+    train: sp.csr_matrix
+    valid: sp.csr_matrix
+    cold_test: sp.csr_matrix
+    cold_papers: np.ndarray
+    warm_test: sp.csr_matrix
+    warm_papers: np.ndarray
+
+    @property
+    def train_papers(self) -> np.ndarray:
+        """Papers with at least one training like (the only ones a model may train on)."""
+        return np.flatnonzero(np.diff(self.train.tocsc().indptr) > 0)
+
+    def evaluate(self, score_papers, ks=(50, 100)) -> dict[str, float]:
+        """``score_papers(papers) -> (len(papers), n_users)``; returns ``cold R@k`` and ``warm R@k``.
+
+        Recall@k of :func:`course_lib.evaluation.evaluate_flip`: the cold papers ranked without
+        exclusions (they have no training likes), the warm papers with their training likes excluded.
+        """
+        from course_lib.evaluation import evaluate_flip
+
+        out = {}
+        cold = evaluate_flip(score_papers(self.cold_papers), self.cold_test, None, self.cold_papers, ks=ks,
+                             metrics=("recall",))
+        warm = evaluate_flip(score_papers(self.warm_papers), self.warm_test, self.train, self.warm_papers, ks=ks,
+                             metrics=("recall",))
+        for k in ks:
+            out[f"cold R@{k}"] = cold[f"Recall@{k}"]
+        for k in ks:
+            out[f"warm R@{k}"] = warm[f"Recall@{k}"]
+        return out
+
+
+def flip_protocol(likes, test_frac: float = 0.2, valid_frac: float = 0.1, seed: int = 0,
+                  min_paper_likes: int = 5) -> FlipProtocol:
+    """The hands-on task's split: cold and warm flip evaluation from one likes matrix (seeded).
+
+    In this order: ``test_frac`` of the papers with >= ``min_paper_likes`` likes are held out
+    entirely (**cold**: a model sees only their text; :func:`flip_split` ``"cold"``, seed
+    ``seed``); then ``valid_frac`` of the remaining papers are held out entirely for early
+    stopping (cold validation; :func:`validation_split`, seed ``seed + 1``); then, of the papers
+    with >= ``min_paper_likes`` likes left in training, ``test_frac`` of each paper's users are
+    held out (**warm**; :func:`flip_split` ``"warm"``, seed ``seed + 2``).
+    """
+    cold = flip_split(likes, "cold", test_frac, seed=seed, min_paper_likes=min_paper_likes)
+    val = validation_split(cold, valid_frac, seed=seed + 1, min_paper_likes=min_paper_likes)
+    warm = flip_split(val.train, "warm", test_frac, seed=seed + 2, min_paper_likes=min_paper_likes)
+    return FlipProtocol(warm.train, val.test, cold.test, cold.test_papers, warm.test, warm.test_papers)
 
 
 def tag_split(paper_tags, fold: Fold, return_info: bool = False):

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from course_lib.splits import (Fold, cold_start_folds, flip_split, preprocess_clicks, session_split_by_time,
-                               tag_split, validation_split, warm_start_folds)
+from course_lib.splits import (Fold, FlipProtocol, cold_start_folds, flip_protocol, flip_split, preprocess_clicks,
+                               session_split_by_time, tag_split, validation_split, warm_start_folds)
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +145,68 @@ def test_validation_split_cold_and_flip(likes):
     vflip = validation_split(flip, frac=0.25, seed=0)
     assert vflip.kind == "flip-warm"
     assert_partition(vflip, flip.train)
+
+
+def test_flip_protocol_partitions_the_likes_into_cold_valid_warm_and_train(likes):
+    proto = flip_protocol(likes, test_frac=0.2, valid_frac=0.1, seed=4)
+    assert isinstance(proto, FlipProtocol)
+    parts = [proto.train, proto.valid, proto.cold_test, proto.warm_test]
+    assert abs(sum(parts) - likes).sum() == 0  # every like in exactly one part
+    for i, a in enumerate(parts):
+        for b in parts[i + 1:]:
+            assert a.multiply(b).nnz == 0
+    n = paper_counts(likes)
+    cold, valid = proto.cold_papers, np.flatnonzero(paper_counts(proto.valid))
+    assert cold.size == round(0.2 * (n >= 5).sum())  # 20% of the papers with >= 5 likes
+    np.testing.assert_array_equal(cold, np.flatnonzero(paper_counts(proto.cold_test)))
+    # cold and validation papers are held out entirely: no training like, no overlap
+    assert paper_counts(proto.train)[np.concatenate([cold, valid])].sum() == 0
+    assert not set(cold) & set(valid)
+    # warm papers keep training likes, and a model may train only on papers with training likes
+    assert paper_counts(proto.train)[proto.warm_papers].min() >= 1
+    np.testing.assert_array_equal(proto.train_papers, np.flatnonzero(paper_counts(proto.train)))
+    assert not set(proto.warm_papers) & (set(cold) | set(valid))
+
+
+def test_flip_protocol_is_the_documented_chain_of_seeded_splits(likes):
+    proto = flip_protocol(likes, seed=7)
+    cold = flip_split(likes, "cold", 0.2, seed=7)
+    val = validation_split(cold, 0.1, seed=8)
+    warm = flip_split(val.train, "warm", 0.2, seed=9)
+    for got, want in [(proto.cold_test, cold.test), (proto.valid, val.test), (proto.warm_test, warm.test),
+                      (proto.train, warm.train)]:
+        assert abs(got - want).sum() == 0
+    again = flip_protocol(likes, seed=7)
+    assert abs(again.train - proto.train).sum() == 0
+    np.testing.assert_array_equal(again.warm_papers, proto.warm_papers)
+    assert abs(flip_protocol(likes, seed=8).cold_test - proto.cold_test).sum() > 0
+    with pytest.raises(ValueError, match=r"frac must be in \(0, 1\)"):
+        flip_protocol(likes, valid_frac=0.0)
+
+
+def test_flip_protocol_evaluate_by_hand():
+    # 3 users x 3 papers. Paper 0 cold (liked by users 1, 2); paper 1 warm: user 0 liked it in
+    # training (excluded from its ranking), user 2 is its held-out like.
+    z = sp.csr_matrix((3, 3), dtype=np.float32)
+    m = lambda rows, cols: sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(3, 3))  # noqa: E731
+    proto = FlipProtocol(train=m([0, 1], [1, 2]), valid=z, cold_test=m([1, 2], [0, 0]), cold_papers=np.array([0]),
+                         warm_test=m([2], [1]), warm_papers=np.array([1]))
+    scores = {0: [0.9, 0.5, 0.1], 1: [0.9, 0.1, 0.5]}  # per paper, the users' scores
+
+    def score_papers(papers):
+        return np.array([scores[int(p)] for p in papers])
+
+    got = proto.evaluate(score_papers, ks=(1, 2))
+    # cold paper 0: top 1 = user 0 (not a liker) -> 0; top 2 = users 0, 1 -> 1 of 2
+    # warm paper 1: user 0 excluded, top 1 = user 2 -> 1
+    assert got == pytest.approx({"cold R@1": 0.0, "cold R@2": 0.5, "warm R@1": 1.0, "warm R@2": 1.0})
+    assert list(got) == ["cold R@1", "cold R@2", "warm R@1", "warm R@2"]
+
+
+def test_flip_protocol_is_still_importable_from_the_benchmark():
+    from course_lib.benchmarks import hybrid
+
+    assert hybrid.flip_protocol is flip_protocol and hybrid.FlipProtocol is FlipProtocol
 
 
 def test_tag_split_reports_untagged_papers():

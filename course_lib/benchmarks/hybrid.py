@@ -1,6 +1,7 @@
 """``course bench hybrid``: the hands-on task's hybrid recommender, every content level x loss x merge.
 
-Flip scenario on CiteULike (rank the users for a paper), one split that yields both cases:
+Flip scenario on CiteULike (rank the users for a paper), one split that yields both cases
+(:func:`course_lib.splits.flip_protocol`):
 
 * **cold**: ``test_frac`` of the papers (with >= 5 likes) are held out entirely; a model sees only
   their text;
@@ -19,62 +20,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
 from course_lib.benchmarks.common import peak_memory_mib, write_results
-
-KS = (50, 100)
-
-
-@dataclass
-class FlipProtocol:
-    """One split for cold and warm flip evaluation (see the module docstring).
-
-    ``train``/``valid`` ``(n_users, n_papers)`` likes to train / early-stop on; ``cold_test`` the
-    likes of the cold papers ``cold_papers``; ``warm_test`` the held-out likes of ``warm_papers``
-    (their other likes are in ``train`` and are excluded from the ranking).
-    """
-
-    train: sp.csr_matrix
-    valid: sp.csr_matrix
-    cold_test: sp.csr_matrix
-    cold_papers: np.ndarray
-    warm_test: sp.csr_matrix
-    warm_papers: np.ndarray
-
-    @property
-    def train_papers(self) -> np.ndarray:
-        """Papers with at least one training like (the only ones a model may train on)."""
-        return np.flatnonzero(np.diff(self.train.tocsc().indptr) > 0)
-
-    def evaluate(self, score_papers, ks=KS) -> dict[str, float]:
-        """``score_papers(papers) -> (len(papers), n_users)``; returns cold and warm Recall@k."""
-        from course_lib.evaluation import evaluate_flip
-
-        out = {}
-        cold = evaluate_flip(score_papers(self.cold_papers), self.cold_test, None, self.cold_papers, ks=ks,
-                             metrics=("recall",))
-        warm = evaluate_flip(score_papers(self.warm_papers), self.warm_test, self.train, self.warm_papers, ks=ks,
-                             metrics=("recall",))
-        for k in ks:
-            out[f"cold R@{k}"] = cold[f"Recall@{k}"]
-        for k in ks:
-            out[f"warm R@{k}"] = warm[f"Recall@{k}"]
-        return out
-
-
-def flip_protocol(likes, test_frac: float = 0.2, valid_frac: float = 0.1, seed: int = 0,
-                  min_paper_likes: int = 5) -> FlipProtocol:
-    """Cold papers out first, then cold validation papers, then warm held-out users (seeded)."""
-    from course_lib.splits import flip_split, validation_split
-
-    cold = flip_split(likes, "cold", test_frac, seed=seed, min_paper_likes=min_paper_likes)
-    val = validation_split(cold, valid_frac, seed=seed + 1, min_paper_likes=min_paper_likes)
-    warm = flip_split(val.train, "warm", test_frac, seed=seed + 2, min_paper_likes=min_paper_likes)
-    return FlipProtocol(warm.train, val.test, cold.test, cold.test_papers, warm.test, warm.test_papers)
+# the split lives with the other splits; re-exported here, where notebooks 01, 03, 06 first imported it
+from course_lib.splits import FlipProtocol, flip_protocol  # noqa: F401
 
 
 # ---------------------------------------------------------------------------------- encoders

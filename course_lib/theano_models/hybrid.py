@@ -24,19 +24,19 @@ symbolically as ``encoder(ids, mask, paper_idx, train, stream) -> (batch, out_di
 """
 from __future__ import annotations
 
-import copy
 import time
 
 import numpy as np
-import scipy.sparse as sp
 
+from course_lib import training
 from course_lib.data import check_ids
 from course_lib.theano_models.compat import (
     Params, RandomStream, T, adagrad, adam, dropout, elu, floatX, function, log_sigmoid, log_softmax, theano,
 )
-
-LOSSES = ("wmse", "bpr", "listwise")
-MERGES = ("concat", "sum")
+from course_lib.training import (
+    LOSSES, OPTIMIZERS, EarlyStopping, check_finite, check_model_args, check_paper_texts, check_train_args,
+    paper_batches, select_papers,
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -53,13 +53,7 @@ class PaperTexts:
     def __init__(self, ids, mask):
         self.ids = np.asarray(ids, dtype=np.int64)
         self.mask = np.asarray(mask, dtype=np.float64)
-        if self.ids.ndim != 2 or self.ids.shape != self.mask.shape:
-            raise ValueError(f"ids {self.ids.shape} and mask {self.mask.shape} must be equal 2-d shapes "
-                             "(n_papers, max_len)")
-        empty = np.flatnonzero(self.mask.sum(1) == 0)
-        if len(empty):
-            raise ValueError(f"papers {empty[:5].tolist()} have empty texts; drop them or encode them with at "
-                             "least one token")
+        check_paper_texts(self.ids, self.mask)
 
     @classmethod
     def from_corpus(cls, corpus) -> "PaperTexts":
@@ -152,20 +146,11 @@ class EndToEndParagraphVectors:
     def __init__(self, n_papers: int, word_counts, dim: int = 64, *, lambda_p2v: float = 1.0, negative: int = 5,
                  n_words: int = 50, ns_exponent: float = 0.75, init_vectors=None, infer_steps: int = 100,
                  infer_lr: float = 0.1, seed: int = 0, dtype: str | None = None):
-        counts = np.asarray(word_counts, dtype=np.float64).copy()
-        if counts.ndim != 1 or counts.size < 2:
-            raise ValueError(f"word_counts must be a 1-d array over the vocabulary, got shape {counts.shape}")
-        counts[0] = 0.0  # padding is not a word
-        if (counts < 0).any() or counts.sum() <= 0:
-            raise ValueError("word_counts must be non-negative with at least one word besides padding")
-        if lambda_p2v < 0 or negative < 1 or n_words < 1 or dim < 1:
-            raise ValueError(f"need lambda_p2v >= 0, negative >= 1, n_words >= 1, dim >= 1; got {lambda_p2v}, "
-                             f"{negative}, {n_words}, {dim}")
+        self._cdf = training.noise_cdf(word_counts, ns_exponent)  # (vocab_size,)
+        training.check_p2v_sizes(dim, lambda_p2v, negative, n_words)
         self.lambda_p2v, self.negative, self.n_words = float(lambda_p2v), int(negative), int(n_words)
         self.infer_steps, self.infer_lr, self.seed = int(infer_steps), float(infer_lr), int(seed)
-        self.out_dim, self.n_papers, self.vocab_size = int(dim), int(n_papers), counts.size
-        noise = counts**ns_exponent
-        self._cdf = np.cumsum(noise / noise.sum())
+        self.out_dim, self.n_papers, self.vocab_size = int(dim), int(n_papers), self._cdf.size
         rng = np.random.default_rng(seed)
         doc = (rng.random((n_papers, dim)) - 0.5) / dim if init_vectors is None else np.asarray(init_vectors)
         if doc.shape != (n_papers, dim):
@@ -198,15 +183,9 @@ class EndToEndParagraphVectors:
 
     def sample_words(self, ids, mask, rng: np.random.Generator):
         """``n_words`` token ids per paper (positions uniform over its tokens) ``(B, T)`` and
-        ``negative`` noise words per position ``(T, K)`` from the unigram^0.75 distribution."""
-        lengths = np.asarray(mask).sum(1).astype(np.int64)
-        if (lengths == 0).any():
-            raise ValueError("a paper of this batch has an empty text; paragraph vectors need words")
-        pos_at = (rng.random((len(ids), self.n_words)) * lengths[:, None]).astype(np.int64)  # right-padded
-        words = np.take_along_axis(np.asarray(ids), pos_at, axis=1)
-        noise = np.minimum(np.searchsorted(self._cdf, rng.random((self.n_words, self.negative)), side="right"),
-                           self.vocab_size - 1)
-        return words, noise
+        ``negative`` noise words per position ``(T, K)`` from the unigram^0.75 distribution
+        (:func:`course_lib.training.sample_words`)."""
+        return training.sample_words(ids, mask, self.n_words, self.negative, self._cdf, rng)
 
     def prepare_cold(self, ids, mask, paper_idx) -> None:
         """Infer the vectors of papers from their text alone (output word vectors frozen, Adagrad
@@ -249,15 +228,9 @@ class HybridRecommender:
                  hidden: tuple[int, ...] = (), user_bias: bool = True, dropout_user: float = 0.0,
                  dropout_item: float = 0.0, dropout_content: float = 0.0, dropout_hidden: float = 0.0,
                  init_std: float = 0.05, seed: int = 0, dtype: str | None = None):
-        if merge not in MERGES:
-            raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
-        if n_users < 1 or n_papers < 1 or item_dim < 1:
-            raise ValueError(f"n_users, n_papers and item_dim must be >= 1, got {n_users}, {n_papers}, {item_dim}")
         rates = dict(dropout_user=dropout_user, dropout_item=dropout_item, dropout_content=dropout_content,
                      dropout_hidden=dropout_hidden)
-        for name, rate in rates.items():
-            if not 0.0 <= rate < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {rate}")
+        check_model_args(n_users, n_papers, item_dim, merge, encoder, **rates)
         self.n_users, self.n_papers, self.merge, self.hidden = int(n_users), int(n_papers), merge, tuple(hidden)
         self.encoder, self.rates, self.user_bias, self.seed = encoder, rates, bool(user_bias), int(seed)
         self.dtype = dtype or floatX()
@@ -460,7 +433,7 @@ def compile_train_step(model: HybridRecommender, loss: str = "wmse", alpha: floa
     update list that is the optimiser (:func:`~compat.adagrad` or :func:`~compat.adam`) plus the
     random generators' state updates. Returns ``(step, loss_inputs)``.
     """
-    if optimizer not in ("adagrad", "adam"):
+    if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be 'adagrad' or 'adam', got {optimizer!r}")
     li = LossInputs(loss, model.dtype)
     stream = RandomStream(model.seed)
@@ -476,13 +449,6 @@ def compile_train_step(model: HybridRecommender, loss: str = "wmse", alpha: floa
     return step, li
 
 
-def _binary(likes) -> sp.csr_matrix:
-    out = sp.csr_matrix(likes, dtype=np.float32, copy=True)
-    out.eliminate_zeros()
-    out.data[:] = 1.0
-    return out
-
-
 def train_hybrid(model: HybridRecommender, texts, train_likes, valid_likes=None, *, loss: str = "wmse",
                  alpha: float = 10.0, n_sample: int | None = None, optimizer: str = "adagrad", lr: float = 0.05,
                  weight_decay: float = 0.0, batch_size: int = 64, epochs: int = 20, patience: int = 3,
@@ -490,33 +456,18 @@ def train_hybrid(model: HybridRecommender, texts, train_likes, valid_likes=None,
     """Train on mini-batches of papers with early stopping on validation ``monitor``.
 
     The same loop as the PyTorch ``train_hybrid`` (same argument names, same paper order for the
-    same ``seed``, same history keys); the step itself is one compiled function. The history also
+    same ``seed``, same history keys; the framework-neutral parts are shared in
+    :mod:`course_lib.training`); the step itself is one compiled function. The history also
     holds ``compile_seconds`` (one entry), and per epoch ``train_seconds`` (the steps alone,
     without validation) and ``n_steps``.
     """
     from tqdm.auto import tqdm
 
-    from course_lib.evaluation import evaluate_flip
-
-    shape = (model.n_users, model.n_papers)
-    for name, m in [("train_likes", train_likes), ("valid_likes", valid_likes)]:
-        if m is not None and m.shape != shape:
-            raise ValueError(f"{name} has shape {m.shape}, the model expects (n_users, n_papers) = {shape}")
-    if batch_size < 1 or epochs < 1:
-        raise ValueError(f"batch_size and epochs must be >= 1, got {batch_size}, {epochs}")
     texts = PaperTexts.from_corpus(texts)
-    by_paper = _binary(train_likes).T.tocsr()  # (n_papers, n_users)
-    known = np.diff(by_paper.indptr) > 0
-    if not known.any():
-        raise ValueError("train_likes is empty: there is nothing to learn from")
-    model.set_known_papers(known)
-    train_papers = np.flatnonzero(known)
-    valid_papers = None
-    if valid_likes is not None:
-        valid_likes = _binary(valid_likes)
-        valid_papers = np.flatnonzero(np.diff(valid_likes.tocsc().indptr) > 0)
-        if len(valid_papers) == 0:
-            raise ValueError("valid_likes has no likes; pass None to train without early stopping")
+    check_train_args((model.n_users, model.n_papers), train_likes, valid_likes, loss=loss, optimizer=optimizer,
+                     monitor=monitor, batch_size=batch_size, epochs=epochs, patience=patience, n_texts=len(texts))
+    papers = select_papers(train_likes, valid_likes)
+    model.set_known_papers(papers.known)
 
     t0 = time.perf_counter()
     step, li = compile_train_step(model, loss, alpha, optimizer, lr, weight_decay)
@@ -526,43 +477,28 @@ def train_hybrid(model: HybridRecommender, texts, train_likes, valid_likes=None,
     neg_rng = np.random.default_rng(int(seed) + 1)
     word_rng = np.random.default_rng(int(seed) + 2)  # level (c): the words of the PV-DBOW loss
     sample_words = getattr(model.encoder, "sample_words", None)
-    ks = tuple(sorted({50, 100, int(monitor.split("@")[1])})) if "@" in monitor else (50, 100)
-    best, best_state, bad_epochs = -np.inf, None, 0
+    stopper = EarlyStopping(monitor, patience)
     for epoch in tqdm(range(1, epochs + 1), desc="epochs", disable=not progress, leave=False):
         t0 = time.perf_counter()
-        order = rng.permutation(train_papers)
         tot, tot_aux, n_batches = 0.0, 0.0, 0
-        for start in range(0, len(order), batch_size):
-            batch = texts.batch(order[start:start + batch_size])
+        for batch_papers in paper_batches(papers.train_papers, batch_size, rng):
+            batch = texts.batch(batch_papers)
             model.check_batch(*batch)
-            targets = by_paper[batch[2]].toarray().astype(model.dtype)  # (B, n_users)
+            targets = papers.by_paper[batch[2]].toarray().astype(model.dtype)  # (B, n_users)
             extra = sample_words(batch[0], batch[1], word_rng) if sample_words else ()
             value, aux = (float(v) for v in step(*batch, *li.values(targets, n_sample, neg_rng), *extra))
-            if not np.isfinite(value + aux):
-                raise ValueError(f"the loss became {value} (auxiliary {aux}) at epoch {epoch}, batch {n_batches + 1}; "
-                                 f"lower lr (now {lr}) or alpha (now {alpha}), or check the inputs for NaN")
+            check_finite(value, aux, epoch, n_batches + 1, lr, alpha)
             tot, tot_aux, n_batches = tot + value, tot_aux + aux, n_batches + 1
         history["train_seconds"].append(time.perf_counter() - t0)  # the steps only, without validation
         history["n_steps"].append(n_batches)
         history["epoch"].append(epoch)
         history["loss"].append(tot / n_batches)
         history["aux_loss"].append(tot_aux / n_batches)
-        if valid_papers is not None:
-            scores = model.score_papers(valid_papers, texts)
-            res = evaluate_flip(scores, valid_likes, likes_train=train_likes, papers=valid_papers, ks=ks)
-            for k in ks:
-                history.setdefault(f"valid_Recall@{k}", []).append(float(res[f"Recall@{k}"]))
-            if float(res[monitor]) > best:
-                best, bad_epochs = float(res[monitor]), 0
-                best_state = copy.deepcopy(model.state_dict())
-                history["best_epoch"] = [epoch]
-            else:
-                bad_epochs += 1
+        if papers.valid_papers is not None:
+            scores = model.score_papers(papers.valid_papers, texts)
+            stopper.update(history, epoch, stopper.evaluate(scores, papers, train_likes), model)
         history["seconds"].append(time.perf_counter() - t0)
-        if valid_papers is not None and bad_epochs >= patience:
+        if papers.valid_papers is not None and stopper.stop:
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    else:
-        history["best_epoch"] = [history["epoch"][-1]]
+    stopper.finish(history, model)
     return history

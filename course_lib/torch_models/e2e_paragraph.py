@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from course_lib.torch_models.utils import TextBatch, torch_generator
+from course_lib.training import check_p2v_sizes, noise_cdf
 
 
 def negative_sampling_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
@@ -73,23 +74,12 @@ class EndToEndParagraphVectors(nn.Module):
         seed: int = 0,
     ):
         super().__init__()
-        counts = np.asarray(word_counts, dtype=np.float64).copy()
-        if counts.ndim != 1 or counts.size < 2:
-            raise ValueError(f"word_counts must be a 1-d array over the vocabulary, got shape {counts.shape}")
-        counts[0] = 0.0  # padding is not a word
-        if (counts < 0).any() or counts.sum() <= 0:
-            raise ValueError("word_counts must be non-negative with at least one word besides padding")
-        if lambda_p2v < 0 or negative < 1 or n_words < 1 or dim < 1:
-            raise ValueError(
-                f"need lambda_p2v >= 0, negative >= 1, n_words >= 1, dim >= 1; got {lambda_p2v}, "
-                f"{negative}, {n_words}, {dim}"
-            )
+        cdf = noise_cdf(word_counts, ns_exponent)  # (vocab_size,), shared with the Theano track
+        check_p2v_sizes(dim, lambda_p2v, negative, n_words)
         self.lambda_p2v, self.negative, self.n_words = float(lambda_p2v), int(negative), int(n_words)
         self.infer_steps, self.infer_lr, self.seed = int(infer_steps), float(infer_lr), int(seed)
-        self.out_dim, self.n_papers, self.vocab_size = int(dim), int(n_papers), counts.size
-        noise = counts**ns_exponent
-        # cumulative noise distribution: drawing by searchsorted is much faster than multinomial
-        self.register_buffer("noise_cdf", torch.as_tensor(np.cumsum(noise / noise.sum()), dtype=torch.float64))
+        self.out_dim, self.n_papers, self.vocab_size = int(dim), int(n_papers), cdf.size
+        self.register_buffer("noise_cdf", torch.as_tensor(cdf, dtype=torch.float64))
         gen = torch_generator(seed)
         self.doc = nn.Embedding(n_papers, dim)
         self.word_out = nn.Embedding(self.vocab_size, dim)
@@ -119,7 +109,10 @@ class EndToEndParagraphVectors(nn.Module):
         """``n_words`` token ids from each paper (positions drawn uniformly, so words by their tf)
         ``(B, T)`` and ``negative`` noise words per position ``(T, K)``, shared by the papers of
         the batch (as GRU4Rec shares its negatives within a mini-batch: far fewer draws and
-        lookups, the same loss in expectation)."""
+        lookups, the same loss in expectation). The same distributions as the numpy
+        :func:`course_lib.training.sample_words` of the Theano track, drawn on the device with a
+        torch generator (so not the same numbers for the same seed), and any mask, not only a
+        right-padded one."""
         if bool((batch.mask.sum(1) == 0).any()):
             raise ValueError("a paper of this batch has an empty text; paragraph vectors need words")
         pos_at = torch.multinomial(batch.mask, self.n_words, replacement=True, generator=generator)  # (B, T)

@@ -26,7 +26,6 @@ validation Recall@M computed by :func:`course_lib.evaluation.evaluate_flip`.
 """
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 
@@ -37,9 +36,10 @@ from torch import nn
 
 from course_lib.data import check_ids
 from course_lib.torch_models.utils import TextBatch, resolve_device, torch_generator
-
-LOSSES = ("wmse", "bpr", "listwise")
-MERGES = ("concat", "sum")
+from course_lib.training import (
+    LOSSES, EarlyStopping, check_finite, check_model_args, check_paper_texts, check_train_args, paper_batches,
+    select_papers,
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -55,18 +55,10 @@ class PaperTexts:
 
     def __init__(self, ids, mask, device="auto"):
         dev = resolve_device(device)
-        self.ids = torch.as_tensor(np.asarray(ids), dtype=torch.long, device=dev)
-        self.mask = torch.as_tensor(np.asarray(mask), dtype=torch.float32, device=dev)
-        if self.ids.ndim != 2 or self.ids.shape != self.mask.shape:
-            raise ValueError(
-                f"ids {tuple(self.ids.shape)} and mask {tuple(self.mask.shape)} must be equal 2-d shapes "
-                "(n_papers, max_len)"
-            )
-        empty = torch.nonzero(self.mask.sum(1) == 0).flatten()
-        if len(empty):
-            raise ValueError(
-                f"papers {empty[:5].tolist()} have empty texts; drop them or encode them with at least one token"
-            )
+        ids, mask = np.asarray(ids), np.asarray(mask)
+        check_paper_texts(ids, mask)
+        self.ids = torch.as_tensor(ids, dtype=torch.long, device=dev)
+        self.mask = torch.as_tensor(mask, dtype=torch.float32, device=dev)
         self.device = dev
 
     @classmethod
@@ -122,16 +114,8 @@ class HybridRecommender(nn.Module):
         seed: int = 0,
     ):
         super().__init__()
-        if merge not in MERGES:
-            raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
-        if n_users < 1 or n_papers < 1 or item_dim < 1:
-            raise ValueError(f"n_users, n_papers and item_dim must be >= 1, got {n_users}, {n_papers}, {item_dim}")
-        if encoder is not None and not isinstance(getattr(encoder, "out_dim", None), int):
-            raise ValueError("the content encoder must have an integer attribute `out_dim` (its output size)")
-        for name, rate in [("dropout_user", dropout_user), ("dropout_item", dropout_item),
-                           ("dropout_content", dropout_content), ("dropout_hidden", dropout_hidden)]:
-            if not 0.0 <= rate < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {rate}")
+        check_model_args(n_users, n_papers, item_dim, merge, encoder, dropout_user=dropout_user,
+                         dropout_item=dropout_item, dropout_content=dropout_content, dropout_hidden=dropout_hidden)
         self.config = dict(
             n_users=int(n_users), n_papers=int(n_papers), item_dim=int(item_dim), merge=merge,
             hidden=tuple(int(h) for h in hidden), user_bias=bool(user_bias),
@@ -362,21 +346,6 @@ def compute_loss(loss: str, scores: torch.Tensor, targets: torch.Tensor, *, alph
 # Training
 
 
-def _flip_metrics(model, texts, papers, valid_likes, train_likes, ks) -> dict:
-    from course_lib.evaluation import evaluate_flip
-
-    scores = model.score_papers(papers, texts)
-    return evaluate_flip(scores, valid_likes, likes_train=train_likes, papers=papers, ks=ks, metrics=("recall",))
-
-
-def _binary(likes) -> sp.csr_matrix:
-    """1.0 where a like is stored and non-zero (explicit zeros would otherwise count as likes)."""
-    out = sp.csr_matrix(likes, dtype=np.float32, copy=True)
-    out.eliminate_zeros()
-    out.data[:] = 1.0
-    return out
-
-
 def train_hybrid(
     model: HybridRecommender,
     texts,
@@ -406,7 +375,9 @@ def train_hybrid(
     (training likes excluded); the best epoch's weights are restored at the end. Loss per batch:
     ``compute_loss(loss, ...) + model.aux_loss(batch)``; ``n_sample`` is the number of sampled
     negative users (per like for BPR / listwise, default 20; per paper for weighted MSE, default
-    all users). ``monitor`` is ``"Recall@K"``.
+    all users). ``monitor`` is ``"Recall@K"``. The parts that do not depend on PyTorch (argument
+    checks, paper selection, batches, early stopping) are shared with the Theano track in
+    :mod:`course_lib.training`.
 
     Returns the history: lists ``epoch``, ``loss`` (recommendation loss), ``aux_loss``,
     ``seconds`` and one list per validation metric (e.g. ``valid_Recall@50``), plus
@@ -414,36 +385,13 @@ def train_hybrid(
     """
     from tqdm.auto import tqdm
 
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    if not (monitor.startswith("Recall@") and monitor[7:].isdigit() and int(monitor[7:]) > 0):
-        raise ValueError(f"monitor must look like 'Recall@50', got {monitor!r}")
-    if optimizer not in ("adagrad", "adam"):
-        raise ValueError(f"optimizer must be 'adagrad' or 'adam', got {optimizer!r}")
-    shape = (model.n_users, model.n_papers)
-    for name, m in [("train_likes", train_likes), ("valid_likes", valid_likes)]:
-        if m is not None and m.shape != shape:
-            raise ValueError(f"{name} has shape {m.shape}, the model expects (n_users, n_papers) = {shape}")
-    if batch_size < 1 or epochs < 1:
-        raise ValueError(f"batch_size and epochs must be >= 1, got {batch_size}, {epochs}")
     dev = resolve_device(device)
-    model.to(dev)
     texts = PaperTexts.from_corpus(texts, dev)
-    if len(texts) != model.n_papers:
-        raise ValueError(f"texts has {len(texts)} papers but the model was built for {model.n_papers}")
-
-    by_paper = _binary(train_likes).T.tocsr()  # (n_papers, n_users)
-    known = np.diff(by_paper.indptr) > 0
-    if not known.any():
-        raise ValueError("train_likes is empty: there is nothing to learn from")
-    model.set_known_papers(known)
-    train_papers = np.flatnonzero(known)
-    valid_papers = None
-    if valid_likes is not None:
-        valid_likes = _binary(valid_likes)
-        valid_papers = np.flatnonzero(np.diff(valid_likes.tocsc().indptr) > 0)
-        if len(valid_papers) == 0:
-            raise ValueError("valid_likes has no likes; pass None to train without early stopping")
+    check_train_args((model.n_users, model.n_papers), train_likes, valid_likes, loss=loss, optimizer=optimizer,
+                     monitor=monitor, batch_size=batch_size, epochs=epochs, patience=patience, n_texts=len(texts))
+    model.to(dev)
+    papers = select_papers(train_likes, valid_likes)
+    model.set_known_papers(papers.known)
 
     torch.manual_seed(int(seed))  # dropout masks come from the global stream
     rng = np.random.default_rng(int(seed))
@@ -451,55 +399,36 @@ def train_hybrid(
     opt_cls = torch.optim.Adagrad if optimizer == "adagrad" else torch.optim.Adam
     opt = opt_cls(model.parameters(), lr=lr, weight_decay=weight_decay)
 
-    ks = tuple(sorted({50, 100, int(monitor[7:])}))
+    stopper = EarlyStopping(monitor, patience)
     history: dict[str, list] = {"epoch": [], "loss": [], "aux_loss": [], "seconds": []}
-    best, best_state, bad_epochs = -np.inf, None, 0
     bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress, leave=False)
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()
-        order = rng.permutation(train_papers)
         tot, tot_aux, n_batches = 0.0, 0.0, 0
-        for start in range(0, len(order), batch_size):
-            papers = order[start:start + batch_size]
-            batch = texts.batch(papers)
-            targets = torch.as_tensor(by_paper[papers].toarray(), device=dev)  # (B, n_users)
+        for batch_papers in paper_batches(papers.train_papers, batch_size, rng):
+            batch = texts.batch(batch_papers)
+            targets = torch.as_tensor(papers.by_paper[batch_papers].toarray(), device=dev)  # (B, n_users)
             rec = compute_loss(loss, model(batch), targets, alpha=alpha, n_sample=n_sample, generator=gen)
             aux = model.aux_loss(batch)
-            total = rec + aux
-            if not torch.isfinite(total.detach()):
-                raise ValueError(
-                    f"the loss became {total.item()} at epoch {epoch}, batch {n_batches + 1} "
-                    f"(recommendation {rec.item():.4g}, auxiliary {aux.item():.4g}); lower lr (now {lr}) "
-                    f"or alpha (now {alpha}), or check the inputs for NaN"
-                )
+            rec_value, aux_value = rec.item(), aux.item()
+            check_finite(rec_value, aux_value, epoch, n_batches + 1, lr, alpha)
             opt.zero_grad()
-            total.backward()
+            (rec + aux).backward()
             opt.step()
-            tot, tot_aux, n_batches = tot + rec.item(), tot_aux + aux.item(), n_batches + 1
+            tot, tot_aux, n_batches = tot + rec_value, tot_aux + aux_value, n_batches + 1
         history["epoch"].append(epoch)
         history["loss"].append(tot / n_batches)
         history["aux_loss"].append(tot_aux / n_batches)
         postfix = {"loss": f"{tot / n_batches:.4g}"}
-        if valid_papers is not None:
-            res = _flip_metrics(model, texts, valid_papers, valid_likes, train_likes, ks)
-            for k in ks:
-                history.setdefault(f"valid_Recall@{k}", []).append(float(res[f"Recall@{k}"]))
-            value = float(res[monitor])
+        if papers.valid_papers is not None:
+            scores = model.score_papers(papers.valid_papers, texts)
+            value = stopper.update(history, epoch, stopper.evaluate(scores, papers, train_likes), model)
             postfix[monitor] = f"{value:.4f}"
-            if value > best:
-                best, bad_epochs = value, 0
-                best_state = copy.deepcopy(model.state_dict())
-                history["best_epoch"] = [epoch]
-            else:
-                bad_epochs += 1
         history["seconds"].append(time.perf_counter() - t0)
         bar.set_postfix(postfix)
-        if valid_papers is not None and bad_epochs >= patience:
+        if papers.valid_papers is not None and stopper.stop:
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    else:
-        history["best_epoch"] = [history["epoch"][-1]]
+    stopper.finish(history, model)
     model.eval()
     return history

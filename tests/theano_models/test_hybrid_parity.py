@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from course_lib import training
 from course_lib.checks import rel_error
 from course_lib.theano_models import hybrid as th
 from course_lib.theano_models.compat import T, function, theano
@@ -141,6 +142,31 @@ def tiny_run():
     return h_torch, h_theano
 
 
+def test_train_hybrid_checks_its_arguments_as_the_pytorch_track_does():
+    rng = np.random.default_rng(5)
+    wv, idf, ids, mask, targets = _data(rng)
+    model = th.HybridRecommender(N_USERS, N_PAPERS, th.TfidfWordAverage(wv, idf, dtype="float64"), item_dim=4,
+                                 dtype="float64")
+    texts = th.PaperTexts(ids, mask)
+    likes = targets.T.copy()  # (n_users, n_papers)
+    bad = [
+        (dict(monitor="NDCG"), "monitor must look like 'Recall@50'"),
+        (dict(loss="mse"), "loss must be one of"),
+        (dict(optimizer="sgd"), "optimizer must be 'adagrad' or 'adam'"),
+        (dict(patience=0), "patience must be >= 1"),
+        (dict(batch_size=0), "batch_size and epochs must be >= 1"),
+    ]
+    for change, message in bad:
+        with pytest.raises(ValueError, match=message):
+            th.train_hybrid(model, texts, likes, likes, progress=False, **change)
+    with pytest.raises(ValueError, match="train_likes has shape"):
+        th.train_hybrid(model, texts, likes[:, :5], progress=False)
+    with pytest.raises(ValueError, match=f"texts has 5 papers but the model was built for {N_PAPERS}"):
+        th.train_hybrid(model, th.PaperTexts(ids[:5], mask[:5]), likes, progress=False)
+    with pytest.raises(ValueError, match="train_likes is empty"):
+        th.train_hybrid(model, texts, np.zeros_like(likes), progress=False)
+
+
 def test_short_training_run_reaches_the_same_losses_and_recall(tiny_run):
     h_torch, h_theano = tiny_run
     # same initial weights, same paper order, no dropout: the trajectories agree to float32 rounding
@@ -165,6 +191,11 @@ def test_level_c_paragraph_vector_loss_and_gradients_match_pytorch():
     words, noise = enc.sample_words(ids, mask, rng)
     assert words.shape == (N_PAPERS, 4) and noise.shape == (4, 3)
     assert np.all(words > 0)  # sampled from the real tokens, never padding
+    # the shared numpy sampler and the torch encoder's noise table
+    np.testing.assert_array_equal(torch_enc.noise_cdf.numpy(), enc._cdf)
+    again = training.sample_words(ids, mask, 4, 3, training.noise_cdf(counts), np.random.default_rng(11))
+    for a, b in zip(enc.sample_words(ids, mask, np.random.default_rng(11)), again):
+        np.testing.assert_array_equal(a, b)
 
     idx = T.vector("idx", dtype="int64")
     loss = enc.aux_loss(idx)

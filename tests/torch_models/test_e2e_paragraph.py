@@ -98,6 +98,29 @@ def test_aux_loss_is_lambda_times_p2v_and_samples_words_of_the_paper():
         EndToEndParagraphVectors(20, counts, dim=6, init_vectors=np.zeros((20, 5)))
 
 
+def test_word_sampling_has_the_distributions_of_the_shared_numpy_sampler():
+    from course_lib.training import noise_cdf, sample_words
+
+    counts = np.array([50, 1, 16, 0, 81])  # noise: word 1 w.p. 1/36, 2 w.p. 8/36, 4 w.p. 27/36
+    enc = EndToEndParagraphVectors(2, counts, dim=3, n_words=30_000, negative=2, seed=0)
+    np.testing.assert_array_equal(enc.noise_cdf.numpy(), noise_cdf(counts))  # the one shared noise table
+    ids = np.array([[2, 2, 1, 0, 0], [2, 3, 4, 1, 1]])
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=np.float32)
+    batch = PaperTexts(ids, mask, "cpu").batch([0, 1])
+    words, noise = (x.numpy() for x in enc.sample_words(batch, torch.Generator().manual_seed(0)))
+    ref_words, ref_noise = sample_words(ids, mask, 30_000, 2, noise_cdf(counts), np.random.default_rng(0))
+    # different generators, the same distributions: per-word frequencies within 0.015 (30,000
+    # draws per paper, 60,000 noise words: a frequency's standard deviation is <= 0.003)
+    for row in range(2):
+        np.testing.assert_allclose(np.bincount(words[row], minlength=5) / 30_000,
+                                   np.bincount(ref_words[row], minlength=5) / 30_000, atol=0.015)
+    assert set(np.unique(words[0])) == {1, 2}  # never padding
+    np.testing.assert_allclose(np.bincount(noise.ravel(), minlength=5) / noise.size, [0, 1 / 36, 8 / 36, 0, 27 / 36],
+                               atol=0.015)
+    np.testing.assert_allclose(np.bincount(ref_noise.ravel(), minlength=5) / ref_noise.size,
+                               [0, 1 / 36, 8 / 36, 0, 27 / 36], atol=0.015)
+
+
 def test_inferred_vectors_recover_the_topic_and_are_seeded():
     texts, counts, topic, train, test, cold = planted()
     warm = np.setdiff1d(np.arange(200), cold)

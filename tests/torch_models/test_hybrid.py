@@ -209,6 +209,10 @@ def test_bad_inputs_give_clear_errors(tmp_path):
         train_hybrid(m, PaperTexts(ids, mask, "cpu"), train, test, monitor="NDCG", epochs=1, progress=False)
     with pytest.raises(ValueError, match="loss must be one of"):
         train_hybrid(m, PaperTexts(ids, mask, "cpu"), train, loss="mse", epochs=1, progress=False)
+    with pytest.raises(ValueError, match="patience must be >= 1"):
+        train_hybrid(m, PaperTexts(ids, mask, "cpu"), train, test, patience=0, progress=False)
+    with pytest.raises(ValueError, match="texts has 39 papers but the model was built for 40"):
+        train_hybrid(m, PaperTexts(ids[:39], mask[:39], "cpu"), train, epochs=1, progress=False)
     bad_mask = mask.copy()
     bad_mask[3] = 0
     with pytest.raises(ValueError, match=r"papers \[3\] have empty texts"):
