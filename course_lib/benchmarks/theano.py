@@ -36,7 +36,7 @@ def _time_calls(fn, batches, warmup: int = 2) -> float:
 
 
 def _text_data(tier: str, max_len: int, seed: int):
-    from course_lib.benchmarks.hybrid import flip_protocol
+    from course_lib.splits import flip_protocol
     from course_lib.data import load_citeulike
     from course_lib.text import idf_vector, prepare_text
 
