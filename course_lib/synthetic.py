@@ -3,6 +3,8 @@
 :func:`planted_citeulike` hides each paper's topic either in word ORDER (``order_matters=True``:
 a bag of words sees nothing, a sequence model can read it, the case Ask the GRU argues for in
 section 3.2) or in word CHOICE (``order_matters=False``: a bag of words suffices).
+:func:`planted_word_order` hides a paper's kind in which of two marker words comes first,
+anywhere in the text, not only as an adjacent bigram (or, for comparison, in which word occurs).
 :func:`planted_sessions` plants first-order transitions between items (what GRU4Rec should learn).
 """
 from __future__ import annotations
@@ -185,3 +187,81 @@ def planted_sessions(n_items: int = 60, n_sessions: int = 800, mean_len: int = 6
     meta = {"item_ids": item_ids, "transitions": transitions, "successors": successors,
             "counts": {"preprocess": c_pre, "test split": c_test, "valid split": c_valid}}
     return Sessions("synthetic", train, test, train_tr, valid, meta)
+
+
+ORDER_WORDS = ("marka", "markb")
+
+
+def planted_word_order(n_users: int = 200, n_papers: int = 300, doc_len: int = 8, likes_per_user: int = 10,
+                       taste: float = 1.0, order_matters: bool = True, seed: int = 0) -> CiteULike:
+    """Two kinds of paper that differ only in the ORDER of two marker words; users like one kind.
+
+    Papers: kind ``j % 2`` (then shuffled), kind 1 = "A first", kind 0 = "B first". The abstract
+    has ``doc_len`` tokens: two marker positions drawn at random among all ``doc_len`` (usually not
+    adjacent), the other positions filler words ``w000..w149`` from one Zipf distribution for both
+    kinds.
+
+    * ``order_matters=True``: every abstract holds ``marka`` and ``markb`` once each; a kind-1
+      paper has ``marka`` at the earlier marker position, a kind-0 paper ``markb``. The bag of
+      words of a paper has the same distribution in both kinds, so a mean of word embeddings
+      (Ask the GRU's *Embed*) cannot tell them apart; a recurrent encoder can remember which
+      marker it read first. Since the markers are rarely adjacent, bigram counts do not give the
+      kind away either.
+    * ``order_matters=False``: a kind-1 paper holds ``marka`` at both marker positions, a kind-0
+      paper ``markb``: the kind is in which word occurs, and a bag of words suffices.
+
+    Titles are four filler words. Tags: ``"b_first"`` (kind 0) or ``"a_first"`` (kind 1), one per
+    paper, so ``paper_tags.indices`` are the planted kinds. User ``u`` prefers kind ``u % 2``: it
+    likes ``likes_per_user`` distinct papers, each of its kind drawn with weight ``taste`` and
+    each of the other kind with ``1 - taste`` (uniform within a kind): with the default
+    ``taste=1`` a user likes a paper only if its markers come in the user's order. No citations
+    (an empty matrix). Same seed, same data.
+    """
+    if n_papers < 2 or n_users < 1:
+        raise ValueError(f"need n_papers >= 2 (one of each kind) and n_users >= 1, got {n_papers}, {n_users}")
+    if doc_len < 2:
+        raise ValueError(f"doc_len must be >= 2 to hold the two marker words, got {doc_len}")
+    if not 0.0 <= taste <= 1.0:
+        raise ValueError(f"taste is the probability weight of a user's own kind, in [0, 1]; got {taste}")
+    rng = np.random.default_rng(seed)
+    kinds = rng.permutation(np.arange(n_papers) % 2)  # (n_papers,)
+    n_liked_kind = int(np.bincount(kinds, minlength=2).min()) if taste == 1.0 else n_papers
+    if not 1 <= likes_per_user <= n_liked_kind:
+        raise ValueError(f"likes_per_user must be in [1, {n_liked_kind}] (papers a user can like with "
+                         f"taste={taste}), got {likes_per_user}")
+    a, b = ORDER_WORDS
+    filler = np.array([f"w{i:03d}" for i in range(N_FILLER)])
+    filler_p = _zipf(N_FILLER)
+
+    abstracts, titles = [], []
+    for kind in kinds:
+        tokens = rng.choice(filler, size=doc_len, p=filler_p).astype(object)
+        first, second = np.sort(rng.choice(doc_len, size=2, replace=False))
+        if order_matters:
+            tokens[first], tokens[second] = (a, b) if kind == 1 else (b, a)
+        else:
+            tokens[first] = tokens[second] = a if kind == 1 else b
+        abstracts.append(" ".join(tokens))
+        titles.append(" ".join(rng.choice(filler, size=4, p=filler_p)))
+
+    rows, cols = [], []
+    for u in range(n_users):
+        p = np.where(kinds == u % 2, taste, 1.0 - taste)  # (n_papers,)
+        liked = rng.choice(n_papers, size=likes_per_user, replace=False, p=p / p.sum())
+        rows.append(np.full(likes_per_user, u))
+        cols.append(liked)
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    likes = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(n_users, n_papers))
+    paper_tags = sp.csr_matrix((np.ones(n_papers, np.float32), (np.arange(n_papers), kinds)),
+                               shape=(n_papers, 2))
+    return CiteULike(
+        tier="synthetic",
+        likes=likes,
+        titles=titles,
+        abstracts=abstracts,
+        tag_names=["b_first", "a_first"],
+        paper_tags=paper_tags,
+        citations=sp.csr_matrix((n_papers, n_papers), dtype=np.float32),
+        paper_ids=np.arange(n_papers, dtype=np.int64),
+        user_ids=np.arange(n_users, dtype=np.int64),
+    )

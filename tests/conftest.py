@@ -15,6 +15,25 @@ def _small_available() -> bool:
     return True
 
 
+ONE_THREAD_DIRS = {"checks", "torch_models"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread(request):
+    """Tiny tensors: one thread is faster than two fighting over a busy CPU, and runs repeat exactly.
+
+    Applies to the test modules in tests/checks and tests/torch_models."""
+    if request.path.parent.name not in ONE_THREAD_DIRS:
+        yield
+        return
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def require_small():
     """Skip (with the reason) when the small/full tiers are not on this machine."""

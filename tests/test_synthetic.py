@@ -4,7 +4,7 @@ import scipy.sparse as sp
 
 from course_lib.data import CiteULike, Sessions
 from course_lib.splits import cold_start_folds
-from course_lib.synthetic import planted_citeulike, planted_sessions, signal_words
+from course_lib.synthetic import ORDER_WORDS, planted_citeulike, planted_sessions, planted_word_order, signal_words
 from course_lib.text import count_matrix, prepare_text
 
 
@@ -175,3 +175,50 @@ def test_a_small_gru_reads_the_word_order(order_data):
     with torch.no_grad():
         acc = float((logits(np.arange(300, 400)).argmax(dim=1) == y[300:]).float().mean())
     assert acc > 0.9, f"GRU test accuracy {acc:.2f}"
+
+
+# ------------------------------------------------------------------------- planted word order
+
+
+def test_planted_word_order_fields_and_tastes():
+    d = planted_word_order(seed=0)
+    kinds = d.paper_tags.indices
+    assert isinstance(d, CiteULike) and d.likes.shape == (200, 300) and d.tag_names == ["b_first", "a_first"]
+    assert np.all(np.diff(d.paper_tags.indptr) == 1) and np.bincount(kinds).tolist() == [150, 150]
+    assert np.all(np.diff(d.likes.indptr) == 10) and d.citations.nnz == 0
+    # taste=1: every like is a paper of the user's kind (u % 2)
+    users, papers = d.likes.nonzero()
+    assert np.all(kinds[papers] == users % 2)
+    noisy = planted_word_order(taste=0.8, seed=0)
+    users, papers = noisy.likes.nonzero()
+    share = np.mean(noisy.paper_tags.indices[papers] == users % 2)
+    assert 0.72 < share < 0.88, share  # 2000 likes: 0.8 +- 4 standard errors
+
+
+def test_planted_word_order_only_the_order_tells_the_kinds_apart():
+    d = planted_word_order(n_papers=400, seed=0)
+    kinds = d.paper_tags.indices
+    a, b = ORDER_WORDS
+    adjacent = 0
+    for text, kind in zip(d.abstracts, kinds):
+        tokens = text.split()
+        assert len(tokens) == 8 and tokens.count(a) == 1 and tokens.count(b) == 1
+        assert (tokens.index(a) < tokens.index(b)) == bool(kind)
+        adjacent += abs(tokens.index(a) - tokens.index(b)) == 1
+    assert adjacent / 400 < 0.4  # P(adjacent) = 7/28: mostly the markers are apart, not a bigram
+    bow = centroid_accuracy(features(d.abstracts), kinds)
+    assert bow < 0.5 + 0.1, f"bag of words reads the kind: accuracy {bow:.3f}"
+    free = planted_word_order(n_papers=400, order_matters=False, seed=0)
+    assert centroid_accuracy(features(free.abstracts), free.paper_tags.indices) > 0.95
+
+
+def test_planted_word_order_seeded_and_validated():
+    a, b, c = (planted_word_order(n_users=20, n_papers=30, seed=s) for s in (3, 3, 4))
+    assert a.abstracts == b.abstracts and (a.likes != b.likes).nnz == 0
+    assert a.abstracts != c.abstracts
+    with pytest.raises(ValueError, match="doc_len must be >= 2"):
+        planted_word_order(doc_len=1)
+    with pytest.raises(ValueError, match="taste"):
+        planted_word_order(taste=1.5)
+    with pytest.raises(ValueError, match=r"likes_per_user must be in \[1, 15\]"):
+        planted_word_order(n_papers=30, likes_per_user=16)

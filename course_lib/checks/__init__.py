@@ -51,10 +51,12 @@ def run_check(name: str, fn: Callable[[], Any]) -> Verdict:
 
 
 def call_learner(name: str, fn: Callable, *args: Any) -> Any:
-    """Call a learner's function; on failure print why (see ``run_check``) and return None."""
+    """The learner's ``fn(*args)``, or None after a FAIL line (it raised, see ``run_check``, or returned None)."""
     got = {}
     if not run_check(name, lambda: got.update(value=fn(*args))):
         return None
+    if got["value"] is None:
+        report(False, "", f"{name} returned None: end the function with `return ...`")
     return got["value"]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import call_learner, compare_shapes, report, run_check, to_numpy
+from . import Verdict, call_learner, compare_shapes, report, to_numpy
 
 
 def _hand_corpus():
@@ -20,11 +20,15 @@ def check_idf(idf_fn) -> bool:
     ids, mask = _hand_corpus()
     value = call_learner("idf", idf_fn, ids, mask, 5)
     if value is None:
-        return False
+        return Verdict(False)
     value = to_numpy(value)
     if not compare_shapes("the idf vector", value, (5,)):
-        return False
+        return Verdict(False)
     want = np.array([0.0, 0.0, 0.0, np.log(3 / 2), np.log(3 / 2)])
+    if not np.all(np.isfinite(value)):
+        bad = np.flatnonzero(~np.isfinite(value)).tolist()
+        return report(False, "", f"idf is inf or NaN for word ids {bad}: padding (id 0) and words that occur in no "
+                                 "paper (df = 0) must get 0, not log(N / 0)")
     if np.allclose(value, [0, 0, 0, np.log(3 / 3), np.log(3 / 3)]) or np.isclose(value[3], np.log(3 / 3)):
         return report(False, "", "word 3 appears 3 times but in only 2 papers: df counts PAPERS containing "
                                  "the word, not occurrences (use each paper's set of words)")
@@ -49,10 +53,10 @@ def check_weighted_average(avg_fn) -> bool:
     mask = (ids > 0).float()
     value = call_learner("weighted_average", avg_fn, ids, mask, vectors, idf)
     if value is None:
-        return False
+        return Verdict(False)
     value = to_numpy(value)
     if not compare_shapes("the paper vectors", value, (2, 4)):
-        return False
+        return Verdict(False)
     want = to_numpy(TfidfWordAverage(vectors.numpy(), idf.numpy())(TextBatch(ids, mask, torch.arange(2))))
     plain = to_numpy((vectors[ids] * mask[..., None]).sum(1) / mask.sum(1, keepdim=True))
     unnormalised = to_numpy((vectors[ids] * (idf[ids] * mask)[..., None]).sum(1))
@@ -60,6 +64,9 @@ def check_weighted_average(avg_fn) -> bool:
         return report(False, "", "you took the plain mean of the word vectors; weight each word by its idf")
     if np.allclose(value, unnormalised):
         return report(False, "", "you summed idf-weighted vectors but did not divide by the sum of the weights")
+    if np.allclose(value, unnormalised / to_numpy(mask.sum(1, keepdim=True))):
+        return report(False, "", "you divided by the number of words; divide by the sum of the idf weights, so "
+                                 "that the weights of a paper sum to 1")
     if not np.allclose(value, want, atol=1e-5):
         return report(False, "", f"expected {np.round(want, 3).tolist()}, got {np.round(value, 3).tolist()} "
                                  "(check that padding positions get weight 0)")
@@ -72,16 +79,16 @@ def check_merge(merge_fn) -> bool:
     v, c, W = torch.randn(3, 4, generator=gen), torch.randn(3, 6, generator=gen), torch.randn(4, 6, generator=gen)
     cat = call_learner("merge(..., 'concat', ...)", merge_fn, v, c, "concat", W)
     if cat is None:
-        return False
+        return Verdict(False)
     if not compare_shapes("the concatenation", cat, (3, 10)):
-        return False
+        return Verdict(False)
     if not np.allclose(to_numpy(cat), to_numpy(torch.cat([v, c], 1))):
         return report(False, "", "concat should put the item vector first, then the content vector, along dim 1")
     summed = call_learner("merge(..., 'sum', ...)", merge_fn, v, c, "sum", W)
     if summed is None:
-        return False
+        return Verdict(False)
     if not compare_shapes("the sum", summed, (3, 4)):
-        return False
+        return Verdict(False)
     if not np.allclose(to_numpy(summed), to_numpy(v + c @ W.T), atol=1e-6):
         return report(False, "", "sum should project the content to the item size with W (shape (item_dim, "
                                  "content_dim), so c @ W.T) and add it to the item vector")
@@ -97,8 +104,12 @@ def check_weighted_mse(wmse_fn) -> bool:
     t = (torch.rand(4, 9, generator=gen) < 0.3).float()
     value = call_learner("weighted_mse", wmse_fn, s, t, 10.0)
     if value is None:
-        return False
-    value = float(to_numpy(value))
+        return Verdict(False)
+    value = to_numpy(value)
+    if value.size != 1:
+        return report(False, "", f"weighted_mse must return one number (the mean over the papers of the batch), "
+                                 f"got shape {value.shape}")
+    value = float(value.reshape(()))
     want = float(weighted_mse_loss(s, t, 10.0))
     err = (t - s) ** 2
     mistakes = {
@@ -139,19 +150,26 @@ def check_training_step(step_fn) -> bool:
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
         start = float(weighted_mse_loss(model(batch), targets, 5.0))
+    # what an earlier batch's backward() leaves behind; NaN, so that adding to it cannot go unseen
+    for p in model.parameters():
+        p.grad = torch.full_like(p, float("nan"))
     value = call_learner("training_step", step_fn, model, opt, batch, targets, 5.0)
     if value is None:
-        return False
+        return Verdict(False)
     if not isinstance(value, float):
         return report(False, "", f"return the loss as a Python float (loss.item()), got {type(value).__name__}")
     if not np.isclose(value, start, rtol=1e-5):
         return report(False, "", f"the returned loss {value:.4f} is not the loss before the update ({start:.4f}); "
                                  "compute it with the model's forward pass and weighted_mse_loss")
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        return report(False, "", "the check left NaN gradients in .grad before calling your step (as an earlier "
+                                 "batch would leave its gradients) and your update used them: call "
+                                 "optimizer.zero_grad() before loss.backward()")
     if all(torch.equal(before[k], v) for k, v in model.state_dict().items()):
         return report(False, "", "no weight changed: call loss.backward() and optimizer.step()")
     losses = [value] + [call_learner("training_step", step_fn, model, opt, batch, targets, 5.0) for _ in range(4)]
     if None in losses:
-        return False
+        return Verdict(False)
     if not losses[-1] < losses[0]:
         return report(False, "", f"the loss did not go down over 5 steps ({losses[0]:.4f} -> {losses[-1]:.4f}); "
                                  "did you call optimizer.zero_grad() before backward()?")

@@ -9,8 +9,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from course_lib.checks import numerical_gradient, rel_error, report, run_check
+from course_lib.checks import Verdict, numerical_gradient, rel_error, report, run_check
 from course_lib.torch_models.paragraph2vec import negative_sampling_loss, noise_distribution
+
+
+def _returned_none(name: str, value) -> bool:
+    """True, after a FAIL line, when the learner's function returned None (a missing ``return``)."""
+    if value is None:
+        report(False, "", f"{name} returned None: end the function with `return ...`")
+    return value is None
 
 
 def _inputs(seed=0, batch=4, k=3, dim=5, scale=1.0):
@@ -25,8 +32,10 @@ def check_ns_loss(ns_loss) -> bool:
     h, pos, neg = _inputs()
     out = {}
     if not run_check("ns_loss", lambda: out.setdefault("v", ns_loss(h, pos, neg))):
-        return False
+        return Verdict(False)
     got = out["v"]
+    if _returned_none("ns_loss", got):
+        return Verdict(False)
     if not isinstance(got, torch.Tensor) or tuple(got.shape) != (4,):
         shape = tuple(got.shape) if hasattr(got, "shape") else type(got).__name__
         return report(False, "", f"ns_loss must return a tensor of shape (batch,) = (4,), got {shape}; "
@@ -69,7 +78,9 @@ def check_noise_probs(noise_probs) -> bool:
     counts = np.array([0, 7, 16, 1, 0, 81])
     out = {}
     if not run_check("noise_probs", lambda: out.setdefault("p", noise_probs(counts, 0.75))):
-        return False
+        return Verdict(False)
+    if _returned_none("noise_probs", out["p"]):
+        return Verdict(False)
     p = np.asarray(out["p"], dtype=np.float64)
     expected = np.array([0, 0, 8, 1, 0, 27]) / 36.0  # 16^.75 = 8, 81^.75 = 27
     if p.shape != expected.shape:
@@ -125,13 +136,15 @@ def check_pvdbow(PVDBOW) -> bool:
     """Exercise 3: the loss at initialisation, against the reference, and learning a planted corpus."""
     out = {}
     if not run_check("PVDBOW(...)", lambda: out.setdefault("m", PVDBOW(n_docs=6, vocab_size=12, dim=4, seed=0))):
-        return False
+        return Verdict(False)
     m = out["m"]
     doc, target = torch.tensor([0, 1, 5]), torch.tensor([2, 3, 11])
     negatives = torch.tensor([[4, 5], [6, 7], [8, 9]])
     if not run_check("PVDBOW.forward", lambda: out.setdefault("l", m(doc, target, negatives))):
-        return False
+        return Verdict(False)
     losses = out["l"]
+    if _returned_none("PVDBOW.forward", losses):
+        return Verdict(False)
     if tuple(losses.shape) != (3,):
         return report(False, "", f"forward must return one loss per example, shape (3,), got {tuple(losses.shape)}")
     # output vectors start at zero (word2vec), so every score is 0 and each loss is (1 + K) log 2
@@ -153,7 +166,7 @@ def check_pvdbow(PVDBOW) -> bool:
                                  "operations only (no .detach(), .numpy() or .item())")
     out = {}
     if not run_check("training PVDBOW", lambda: out.setdefault("h", _sgd_train(model, docs, vocab_size, epochs=15))):
-        return False
+        return Verdict(False)
     history = out["h"]
     vec = model.doc_vectors.weight.detach().numpy()
     unit = vec / np.linalg.norm(vec, axis=1, keepdims=True)
@@ -188,7 +201,7 @@ def check_infer(infer_vector, PVDBOW) -> bool:
     model = PVDBOW(n_docs=30, vocab_size=vocab_size, dim=8, seed=0)
     if not run_check("training PVDBOW (Exercise 3)", lambda: _sgd_train(model, [docs[i] for i in train], vocab_size,
                                                                          epochs=15)):
-        return False
+        return Verdict(False)
     counts = np.bincount(np.concatenate([docs[i] for i in train]), minlength=vocab_size)
     noise = torch.tensor(noise_distribution(counts))
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -196,7 +209,9 @@ def check_infer(infer_vector, PVDBOW) -> bool:
     ok = run_check("infer_vector", lambda: out.extend(
         infer_vector(model, torch.tensor(docs[i]), noise, epochs=30, seed=int(i)) for i in held))
     if not ok:
-        return False
+        return Verdict(False)
+    if any(_returned_none("infer_vector", v) for v in out[:1]):
+        return Verdict(False)
     if any(not torch.equal(before[k], v) for k, v in model.state_dict().items()):
         return report(False, "", "infer_vector changed the model's weights: only the new paragraph vector may be "
                                  "trained (give the optimiser that vector alone)")
@@ -221,8 +236,10 @@ def check_dm_hidden(dm_hidden) -> bool:
     mask = torch.tensor([[1, 1, 1, 1], [1, 0, 0, 1], [0, 0, 0, 0]], dtype=torch.float32)
     out = {}
     if not run_check("dm_hidden", lambda: out.setdefault("h", dm_hidden(d, w, mask))):
-        return False
+        return Verdict(False)
     h = out["h"]
+    if _returned_none("dm_hidden", h):
+        return Verdict(False)
     expected = (d + (w * mask[..., None]).sum(1)) / (1 + mask.sum(1, keepdim=True))
     if tuple(h.shape) != (3, 4):
         return report(False, "", f"dm_hidden must return (batch, dim) = (3, 4), got {tuple(h.shape)}")
@@ -231,6 +248,9 @@ def check_dm_hidden(dm_hidden) -> bool:
     if torch.allclose(h, (d + w.sum(1)) / 5):
         return report(False, "", "the padded context positions were counted: multiply by the mask and divide by "
                                  "1 + the number of real context words")
+    if torch.allclose(h, d + (w * mask[..., None]).sum(1), atol=1e-6):
+        return report(False, "", "you summed the paragraph vector and the context words: divide by 1 + the "
+                                 "number of real context words to average them")
     ok = torch.allclose(h, expected, atol=1e-6)
     return report(ok, "dm_hidden averages the paragraph vector with the real context words (the third example, "
                       "with no context word, is its paragraph vector alone).",

@@ -5,7 +5,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import call_learner, compare_shapes, numerical_gradient, rel_error, report, run_check, to_numpy
+from . import Verdict, call_learner, compare_shapes, numerical_gradient, rel_error, report, to_numpy
+
+
+def _one_number(name, value) -> float | None:
+    """A loss that must be a single number, or None after a FAIL line naming its shape."""
+    value = to_numpy(value)
+    if value.size != 1:
+        report(False, "", f"{name} must return one number (the mean over the pairs and their negatives), "
+                          f"got shape {value.shape}")
+        return None
+    return float(value.reshape(()))
 
 
 def _grad_ok(name, fn, x0: np.ndarray) -> bool:
@@ -33,9 +43,9 @@ def check_pv_dbow_loss(loss_fn) -> bool:
     td, tu, tn = (torch.tensor(a) for a in (d, u, n))
     value = call_learner("pv_dbow_loss", loss_fn, td, tu, tn)
     if value is None:
-        return False
+        return Verdict(False)
     if not compare_shapes("the loss (one value per paper)", value, (3,)):
-        return False
+        return Verdict(False)
     want = to_numpy(negative_sampling_loss(torch.einsum("bd,btd->bt", td, tu), torch.einsum("bd,tkd->btk", td, tn)))
     value = to_numpy(value)
     if np.allclose(value, want * 5):
@@ -46,7 +56,7 @@ def check_pv_dbow_loss(loss_fn) -> bool:
     if not np.allclose(value, want, rtol=1e-6):
         return report(False, "", f"expected {np.round(want, 4).tolist()}, got {np.round(value, 4).tolist()}")
     if not _grad_ok("pv_dbow_loss", lambda x: loss_fn(x, tu, tn), d):
-        return False
+        return Verdict(False)
     return report(True, "the PV-DBOW loss matches the formula and its gradient matches finite differences", "")
 
 
@@ -66,9 +76,11 @@ def check_bpr(bpr_fn) -> bool:
     s, rows, pos, neg = _ranking_case()
     value = call_learner("bpr", bpr_fn, torch.tensor(s), rows, pos, neg)
     if value is None:
-        return False
+        return Verdict(False)
     want = float(bpr_loss(torch.tensor(s), rows, pos, neg))
-    value = float(to_numpy(value))
+    value = _one_number("bpr", value)
+    if value is None:
+        return Verdict(False)
     reversed_ = float(-torch.nn.functional.logsigmoid(
         torch.tensor(s)[rows.unsqueeze(1), neg] - torch.tensor(s)[rows, pos].unsqueeze(1)).mean())
     if np.isclose(value, reversed_):
@@ -78,7 +90,7 @@ def check_bpr(bpr_fn) -> bool:
     if not np.isclose(value, want, rtol=1e-6):
         return report(False, "", f"expected {want:.4f}, got {value:.4f}")
     if not _grad_ok("bpr", lambda x: bpr_fn(x, rows, pos, neg), s):
-        return False
+        return Verdict(False)
     return report(True, f"BPR = {want:.4f} on the test case; gradient checked", "")
 
 
@@ -89,9 +101,11 @@ def check_listwise(xe_fn) -> bool:
     s, rows, pos, neg = _ranking_case()
     value = call_learner("listwise", xe_fn, torch.tensor(s), rows, pos, neg)
     if value is None:
-        return False
+        return Verdict(False)
     want = float(listwise_loss(torch.tensor(s), rows, pos, neg))
-    value = float(to_numpy(value))
+    value = _one_number("listwise", value)
+    if value is None:
+        return Verdict(False)
     full = float(-torch.log_softmax(torch.tensor(s)[rows], 1)[torch.arange(3), pos].mean())
     if np.isclose(value, full):
         return report(False, "", "you took the softmax over ALL users; the task samples: softmax over the positive "
@@ -99,7 +113,7 @@ def check_listwise(xe_fn) -> bool:
     if not np.isclose(value, want, rtol=1e-6):
         return report(False, "", f"expected {want:.4f}, got {value:.4f}")
     if not _grad_ok("listwise", lambda x: xe_fn(x, rows, pos, neg), s):
-        return False
+        return Verdict(False)
     return report(True, f"listwise cross-entropy = {want:.4f} on the test case; gradient checked", "")
 
 
@@ -122,9 +136,9 @@ def check_infer(infer_fn) -> bool:
     docs_before = enc.doc.weight.detach().clone()
     value = call_learner("infer_vectors", infer_fn, enc, batch, 200, 0.1)
     if value is None:
-        return False
+        return Verdict(False)
     if not compare_shapes("the inferred vectors", value, (6, 5)):
-        return False
+        return Verdict(False)
     if not torch.equal(words_before, enc.word_out.weight.detach()):
         return report(False, "", "the output word vectors changed: inference must keep them frozen "
                                  "(pass encoder.word_out.weight.detach() to p2v_loss, optimise only the new vectors)")

@@ -7,7 +7,14 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from . import numerical_gradient, rel_error, report, run_check
+from . import Verdict, numerical_gradient, rel_error, report, run_check
+
+
+def _returned_none(name: str, value) -> bool:
+    """True, after a FAIL line, when the learner's function returned None (a missing ``return``)."""
+    if value is None:
+        report(False, "", f"{name} returned None: end the function with `return ...`")
+    return value is None
 
 
 def _padded_batch(seed: int = 0, n_words: int = 30):
@@ -31,7 +38,7 @@ def check_gru_encoder(encoder_cls) -> bool:
     ref = GRUEncoder(30, 6, 5, 4, dropout=(0.0, 0.0, 0.0), seed=0).eval()
     got = {}
     if not run_check("your encoder", lambda: got.update(m=encoder_cls(30, 6, 5, 4, (0.0, 0.0, 0.0)))):
-        return False
+        return Verdict(False)
     mine = got["m"].eval()
     try:
         mine.load_state_dict(ref.state_dict())
@@ -41,8 +48,10 @@ def check_gru_encoder(encoder_cls) -> bool:
         return report(False, "", f"out_dim should be hidden2 = 4, got {getattr(mine, 'out_dim', None)}")
     batch, ids, lengths = _padded_batch()
     if not run_check("forward", lambda: got.update(out=mine(batch))):
-        return False
+        return Verdict(False)
     out = got["out"]
+    if _returned_none("forward", out):
+        return Verdict(False)
     if tuple(out.shape) != (3, 4):
         return report(False, "", f"the output has shape {tuple(out.shape)}, expected (batch=3, hidden2=4)")
     alone = torch.cat([ref(TextBatch(torch.as_tensor(ids[i : i + 1, : lengths[i]]),
@@ -57,11 +66,31 @@ def check_gru_encoder(encoder_cls) -> bool:
         return report(False, "", f"padding changes your output (relative error {err:.1e}): the backward GRU must "
                                  "start at each paper's last real word (pack the sequences), and the mean must "
                                  "divide by the number of real words")
+    # dropout: in training mode two passes must differ; the global RNG is restored afterwards
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if not run_check("your encoder", lambda: got.update(d=encoder_cls(30, 6, 5, 4, (0.5, 0.5, 0.5)))):
+            return Verdict(False)
+        dropped = got["d"].train()
+        if not run_check("forward", lambda: got.update(a=dropped(batch), b=dropped(batch))):
+            return Verdict(False)
+    if torch.equal(got["a"], got["b"]):
+        return report(False, "", "with dropout=(0.5, 0.5, 0.5) in training mode two forward passes give the same "
+                                 "output: apply self.drops[0] to the embeddings and self.drops[1], self.drops[2] to "
+                                 "the outputs of gru1 and gru2")
     return report(True, "same output as GRUEncoder, and padding never changes it", "")
 
 
 def _scalar(value) -> float:
     return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+
+
+def _not_one_number(name: str, value) -> bool:
+    """True, after a FAIL line, when a cost is not a single number (e.g. one value per pair)."""
+    size = int(np.prod(np.shape(value.detach() if isinstance(value, torch.Tensor) else value)))
+    if size != 1:
+        report(False, "", f"{name} must return one number, the mean cost, got {size} values")
+    return size != 1
 
 
 def check_confidence_loss(fn) -> bool:
@@ -71,7 +100,9 @@ def check_confidence_loss(fn) -> bool:
     n_likes = torch.tensor([3.0, 3.0, 40.0, 40.0], dtype=torch.float64)
     got = {}
     if not run_check("confidence_weighted_loss", lambda: got.update(v=fn(pred, target, n_likes, 10.0, 1e-8))):
-        return False
+        return Verdict(False)
+    if _returned_none("confidence_weighted_loss", got["v"]) or _not_one_number("confidence_weighted_loss", got["v"]):
+        return Verdict(False)
     c = [1 + 10 * math.log(1 + n / 1e-8) for n in (3, 3, 40, 40)]
     want = float(np.mean([ci * (p - t) ** 2 for ci, p, t in zip(c, pred.tolist(), target.tolist())]))
     value = _scalar(got["v"])
@@ -81,10 +112,17 @@ def check_confidence_loss(fn) -> bool:
                 " (check c_ij = 1 + alpha log(1 + |R_i| / eps), and that you average over the pairs)")
         return report(False, "", f"expected {want:.6g}, got {value:.6g}{hint}")
     other = _scalar(fn(pred, target, n_likes, 2.0, 1.0))
-    want2 = float(np.mean([(1 + 2 * math.log(1 + n)) * (p - t) ** 2
-                           for n, p, t in zip(n_likes.tolist(), pred.tolist(), target.tolist())]))
+    sq = [(p - t) ** 2 for p, t in zip(pred.tolist(), target.tolist())]
+    want2 = float(np.mean([(1 + 2 * math.log(1 + n)) * e for n, e in zip(n_likes.tolist(), sq)]))
+    no_one = float(np.mean([(1 + 2 * math.log(n)) * e for n, e in zip(n_likes.tolist(), sq)]))
     if abs(other - want2) > 1e-6 * abs(want2):
-        return report(False, "", "with alpha_conf=2, eps_conf=1 the value is wrong: use the arguments, not constants")
+        if abs(other - want) <= 1e-6 * abs(want):
+            hint = "use the arguments alpha_conf and eps_conf, not constants"
+        elif abs(other - no_one) <= 1e-6 * abs(no_one):
+            hint = "you wrote log(|R_i| / eps); eq. (2) has log(1 + |R_i| / eps) (torch.log1p)"
+        else:
+            hint = "check c_ij = 1 + alpha log(1 + |R_i| / eps)"
+        return report(False, "", f"with alpha_conf=2, eps_conf=1 expected {want2:.6g}, got {other:.6g}: {hint}")
     return report(True, f"loss = {value:.4f}, as eq. (2) with c_ij = 1 + alpha log(1 + |R_i|/eps)", "")
 
 
@@ -99,13 +137,20 @@ def check_multitask_loss(fn) -> bool:
     got = {}
     z = torch.tensor(logits, requires_grad=True)
     if not run_check("multitask_cost", lambda: got.update(v=fn(loss_rec, z, torch.tensor(tags), 0.3, 0.1))):
-        return False
+        return Verdict(False)
     want = multitask_loss(loss_rec, tag_loss(torch.tensor(logits), torch.tensor(tags), 0.1), 0.3).item()
+    if _returned_none("multitask_cost", got["v"]) or _not_one_number("multitask_cost", got["v"]):
+        return Verdict(False)
     value = _scalar(got["v"])
     if abs(value - want) > 1e-6 * abs(want):
         only_rec = 0.3 * 3.0
-        hint = " (the tag term is missing)" if abs(value - only_rec) < 1e-9 else (
-            " (sum the weighted log-likelihood over the tags of a paper, average over papers, and negate it)")
+        swapped = multitask_loss(loss_rec, tag_loss(torch.tensor(logits), torch.tensor(tags), 0.1), 0.7).item()
+        if abs(value - only_rec) < 1e-9:
+            hint = " (the tag term is missing)"
+        elif abs(value - swapped) < 1e-9 * abs(swapped):
+            hint = " (lambda_mtl weighs the recommendation cost C_R, 1 - lambda_mtl the tag cost C_T)"
+        else:
+            hint = " (sum the weighted log-likelihood over the tags of a paper, average over papers, and negate it)"
         return report(False, "", f"expected {want:.6g}, got {value:.6g}{hint}")
     if not isinstance(got["v"], torch.Tensor) or not got["v"].requires_grad:
         return report(False, "", "return a torch tensor connected to tag_logits, so that it can be trained")
@@ -136,17 +181,21 @@ def check_saliency(fn) -> bool:
     with torch.no_grad():
         model.warm[0] = True
         model.item_emb[0] = 0.5
-    model.train()  # a correct answer switches dropout off itself
-    got = {}
-    if not run_check("word_saliency", lambda: got.update(v=fn(model, texts, 1, 2))):
-        return False
-    value = np.asarray(got["v"], dtype=np.float64).ravel()
-    want = word_saliency(model, texts, 1, [2], device="cpu")[0]
-    if value.shape != want.shape:
-        return report(False, "", f"expected one value per real word, shape {want.shape}, got {value.shape}"
-                                 " (leave the padding out)")
-    err = rel_error(value, want)
-    if err > 1e-4:
-        return report(False, "", f"your saliencies differ from ||d r_ij / d e_t|| (relative error {err:.1e}); "
-                                 "use model.eval() (no dropout) and the norm over the embedding dimension")
+    # paper 1 fills the width; paper 0 (warm, 4 words) is padded, so its padding must be left out
+    for paper, user in ((1, 2), (0, 3)):
+        model.train()  # a correct answer switches dropout off itself
+        got = {}
+        if not run_check("word_saliency", lambda: got.update(v=fn(model, texts, paper, user))):
+            return Verdict(False)
+        if _returned_none("word_saliency", got["v"]):
+            return Verdict(False)
+        value = np.asarray(got["v"], dtype=np.float64).ravel()
+        want = word_saliency(model, texts, paper, [user], device="cpu")[0]
+        if value.shape != want.shape:
+            return report(False, "", f"for paper {paper} ({lengths[paper]} words) expected one value per real "
+                                     f"word, shape {want.shape}, got {value.shape} (leave the padding out)")
+        err = rel_error(value, want)
+        if err > 1e-4:
+            return report(False, "", f"your saliencies differ from ||d r_ij / d e_t|| (relative error {err:.1e}); "
+                                     "use model.eval() (no dropout) and the norm over the embedding dimension")
     return report(True, "one value per word, equal to the norm of the gradient of r_ij w.r.t. each embedding", "")
