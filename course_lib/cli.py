@@ -5,7 +5,7 @@
     course build-notebooks       regenerate notebooks/ from solutions/ (--check: fail on drift)
     course fetch                 download (or verify) the small/full data tiers
     course preprocess-rsc15 F    turn yoochoose-clicks.dat into the GRU4Rec train/test split
-    course bench NAME            run a benchmark (hybrid, askgru, gru4rec, theano)
+    course bench NAME            run a benchmark (hybrid, askgru, gru4rec, gru4rec-official, theano)
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARKS = ("hybrid", "askgru", "gru4rec", "theano")
+BENCHMARKS = ("hybrid", "askgru", "gru4rec", "gru4rec-official", "theano")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_lab(argv[1:])
         if len(argv) < 2 or argv[1] not in BENCHMARKS:
             parser.error(f"course bench needs one of {', '.join(BENCHMARKS)}")
-        module = importlib.import_module(f"course_lib.benchmarks.{argv[1]}")
+        module = importlib.import_module(f"course_lib.benchmarks.{argv[1].replace('-', '_')}")
         return int(module.main(argv[2:]) or 0)
 
     args = parser.parse_args(argv)

@@ -96,6 +96,25 @@ def _make(name: str, args):
     return {"POP": sb.Pop, "S-POP": sb.SPop, "item-KNN": sb.ItemKNN, "BPR-MF": sb.BPRMF}[name](**kw)
 
 
+def _official_note() -> str:
+    """What ``course bench gru4rec-official`` measured for the paper's XE setting, if it has been run."""
+    import json
+
+    from course_lib.benchmarks.common import RESULTS_DIR
+
+    path = RESULTS_DIR / "gru4rec_official.json"
+    if not path.is_file():
+        return ""
+    rows = [r for r in json.loads(path.read_text())["rows"]
+            if r.get("model") == "GRU4Rec XE-100" and r.get("official Recall@20") is not None]
+    if not rows:
+        return ""
+    r = rows[0]
+    return (f" The authors' official PyTorch code underfits the same way in that setting: Recall@20 "
+            f"{r['official Recall@20']:.4f}, MRR@20 {r['official MRR@20']:.4f} against ours "
+            f"{r['ours Recall@20']:.4f} / {r['ours MRR@20']:.4f} in `gru4rec_official.md`, same data and settings.")
+
+
 def main(argv=None) -> int:
     from course_lib.data import load_sessions
     from course_lib.evaluation import evaluate_sessions
@@ -142,9 +161,10 @@ def main(argv=None) -> int:
         "count as the average rank. `train events/s` is the last GRU4Rec epoch (events = (input, target) "
         "pairs). `peak MiB` is the peak resident memory of the whole process so far (it only grows). "
         "GRU4Rec rows: 100 GRU units, one layer, adagrad, one-hot input unless the settings say "
-        "constrained_embedding. BPR-MF's learning rate and the `XE-100 lr=0.1` row were picked on the "
+        "constrained_embedding; the dropped-out hidden state is carried to the next step, as in the authors' code "
+        "(`dropout_state='dropped'`). BPR-MF's learning rate and the `XE-100 lr=0.1` row were picked on the "
         "validation day (train_tr -> valid), because the paper's XE setting (batch 500, lr 0.01) makes only "
-        "~100 updates per epoch on this slice. Load average (1 min) at the start and the end of the run: "
+        "~100 updates per epoch on this slice." + _official_note() + " Load average (1 min) at the start and the end of the run: "
         f"{load_start:.1f} and {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; on a shared machine the "
         "speeds are lower bounds."
     )

@@ -12,7 +12,8 @@ the 2017 RecSys summer school slides) use to train it is here and can be switche
   ``top1-max``, ``bpr``, ``top1`` (Section 3.1.3 and the top-k gains paper);
 * input: one-hot (``embedding=0``), a separate item embedding (``embedding>0``), or the constrained
   embedding that reuses the output weights (``constrained_embedding=True``);
-* ``layers`` of GRUs, dropout on the input and on the hidden layers, a final activation;
+* ``layers`` of GRUs, dropout on the input and on the hidden layers (the dropped-out hidden state is
+  carried to the next step, as in the authors' code), a final activation;
 * Adagrad with momentum applied only to the rows of the item matrices used in the mini-batch, as in
   the authors' code, or Adam; weights uniform in +-sqrt(6 / (fan_in + fan_out)) (Section 4.2).
 
@@ -271,6 +272,15 @@ class GRU4Rec:
     ``dropout_p_hidden``, ``optimizer`` ("adagrad" with ``momentum`` or "adam"),
     ``learning_rate``, ``batch_size``, ``n_epochs``, ``sample_store_size``, ``seed``, ``device``.
 
+    Three switches name where the authors' two implementations differ from each other or from us
+    (``course bench gru4rec-official`` measures them): ``reset_after`` (False: the candidate state
+    is ``tanh(W x + U (r * h))`` as in the paper's eq. 4 and the authors' Theano code; True:
+    ``tanh(W x + r * (U h))`` as in their PyTorch code, which uses ``torch.nn.GRUCell``);
+    ``dropout_state`` ("dropped", the default: the next step starts from the dropped-out hidden
+    state, as in both of the authors' codes; "kept": from the undropped one); ``logq_counts`` (False: log q is
+    a log-probability; True: the log of the raw counts ``n_j`` for targets and ``n_j ** sample_alpha``
+    for samples, as the authors' PyTorch code; the two differ by a shift of the sampled columns).
+
     Use ``fit(train)`` with a frame of ``SessionId``, ``ItemId``, ``Time``; afterwards the model
     scores items through the session scorer protocol. ``history`` holds one dict per epoch and
     ``data_report`` what was dropped or re-sorted on the way in.
@@ -280,7 +290,7 @@ class GRU4Rec:
                  sample_alpha=0.75, logq=0.0, bpreg=1.0, embedding=0, constrained_embedding=False,
                  dropout_p_embed=0.0, dropout_p_hidden=0.0, optimizer="adagrad", learning_rate=0.05,
                  momentum=0.0, batch_size=32, n_epochs=10, sample_store_size=10_000_000, seed=0,
-                 device="auto"):
+                 reset_after=False, dropout_state="dropped", logq_counts=False, device="auto"):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         if optimizer not in ("adagrad", "adam"):
@@ -291,6 +301,8 @@ class GRU4Rec:
         for name, p in (("dropout_p_embed", dropout_p_embed), ("dropout_p_hidden", dropout_p_hidden)):
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {p}")
+        if dropout_state not in ("kept", "dropped"):
+            raise ValueError(f"dropout_state must be 'kept' or 'dropped', got {dropout_state!r}")
         final_activation(final_act)  # validates the name early
         self.params = dict(layers=layers, loss=loss, final_act=final_act, n_sample=int(n_sample),
                            sample_alpha=float(sample_alpha), logq=float(logq), bpreg=float(bpreg),
@@ -298,7 +310,9 @@ class GRU4Rec:
                            dropout_p_embed=float(dropout_p_embed), dropout_p_hidden=float(dropout_p_hidden),
                            optimizer=optimizer, learning_rate=float(learning_rate), momentum=float(momentum),
                            batch_size=int(batch_size), n_epochs=int(n_epochs),
-                           sample_store_size=int(sample_store_size), seed=int(seed))
+                           sample_store_size=int(sample_store_size), seed=int(seed),
+                           reset_after=bool(reset_after), dropout_state=dropout_state,
+                           logq_counts=bool(logq_counts))
         for k, v in self.params.items():
             setattr(self, k, v)
         self.device = resolve_device(device)
@@ -380,7 +394,10 @@ class GRU4Rec:
         n = h.shape[1]
         rz = torch.sigmoid(gi[:, : 2 * n] + h @ self.W[f"Wrz{k}"])  # (B, 2h)
         r, z = rz[:, :n], rz[:, n:]
-        cand = torch.tanh(gi[:, 2 * n :] + (r * h) @ self.W[f"Wh{k}"])  # eq. 4, (B, h)
+        if self.reset_after:  # the authors' PyTorch code (torch.nn.GRUCell, cuDNN): r * (U h)
+            cand = torch.tanh(gi[:, 2 * n :] + r * (h @ self.W[f"Wh{k}"]))
+        else:  # eq. 4 and the authors' Theano code: U (r * h)
+            cand = torch.tanh(gi[:, 2 * n :] + (r * h) @ self.W[f"Wh{k}"])  # (B, h)
         return (1 - z) * h + z * cand  # eq. 2
 
     def _input_gates(self, x_rows: torch.Tensor, train: bool) -> torch.Tensor:
@@ -399,8 +416,8 @@ class GRU4Rec:
             if k > 0:
                 gi = out @ self.W[f"Wx{k}"] + self.W[f"b{k}"]
             h = self._gru(k, gi, H[k])
-            new_h.append(h)
-            out = self._dropout(h, self.dropout_p_hidden) if train else h  # the state keeps h undropped
+            out = self._dropout(h, self.dropout_p_hidden) if train else h
+            new_h.append(out if self.dropout_state == "dropped" else h)
         return out, new_h
 
     def _input_table(self) -> str:
@@ -422,14 +439,18 @@ class GRU4Rec:
         self._init_weights(n_items)
         dev = self.device
         items_t = torch.as_tensor(item_idx, dtype=torch.long, device=dev)
-        # log-probability of a column: targets follow popularity, samples popularity ** alpha
+        # log q of a column: targets follow popularity, samples popularity ** alpha; as probabilities,
+        # or (logq_counts, the authors' PyTorch code) as the raw counts n_j and n_j ** alpha
         p_target = pop / pop.sum()
         p_sample = pop**self.sample_alpha / (pop**self.sample_alpha).sum()
-        log_p_target = torch.as_tensor(np.log(p_target), dtype=torch.float32, device=dev)
-        log_p_sample = torch.as_tensor(np.log(p_sample), dtype=torch.float32, device=dev)
-        n_steps = sum(1 for _ in session_parallel_batches(offsets, self.batch_size))
+        q_target, q_sample = (pop, pop**self.sample_alpha) if self.logq_counts else (p_target, p_sample)
+        log_p_target = torch.as_tensor(np.log(q_target), dtype=torch.float32, device=dev)
+        log_p_sample = torch.as_tensor(np.log(q_sample), dtype=torch.float32, device=dev)
+        # the steps are the same every epoch: build their index tensors once, so an epoch does no
+        # numpy -> torch conversion and no per-step gathers of the item array
+        steps = _step_tensors(offsets, self.batch_size, items_t)
         sampler = _SampleStore(p_sample, self.n_sample, self.sample_store_size, self.seed + 2, dev,
-                               max_chunks=n_steps * self.n_epochs)
+                               max_chunks=len(steps) * self.n_epochs)
         opt = _RowOptimizer(self.W, self.optimizer, self.learning_rate, self.momentum)
         n_pairs = len(item_idx) - (len(offsets) - 1)  # (input, target) pairs: events minus sessions
         loss_fn = self._loss_fn()
@@ -439,20 +460,22 @@ class GRU4Rec:
             H = [torch.zeros(min(self.batch_size, len(offsets) - 1), h, device=dev) for h in self.layers]
             bar = tqdm(total=n_pairs, desc=f"epoch {epoch + 1}/{self.n_epochs}", disable=not progress,
                        leave=False, unit="ev")
-            for step_i, step in enumerate(session_parallel_batches(offsets, self.batch_size)):
-                slots = torch.as_tensor(step.slots, device=dev)
-                x = items_t[torch.as_tensor(step.inp, device=dev)]
-                y = items_t[torch.as_tensor(step.out, device=dev)]
-                reset = torch.as_tensor(step.reset, device=dev).unsqueeze(1)
-                h_in = [h[slots].masked_fill(reset, 0.0) for h in H]
+            for step_i, (slots, x, y, reset) in enumerate(steps):
+                # slots is None while every slot is busy (most steps): the states are used whole
+                h_in = H if slots is None else [h.index_select(0, slots) for h in H]
+                if reset is not None:
+                    h_in = [h.masked_fill(reset, 0.0) for h in h_in]
                 loss, h_new = self._train_step(x, y, h_in, sampler, log_p_target, log_p_sample, loss_fn, opt)
-                for h, hn in zip(H, h_new):
-                    h[slots] = hn  # one-step BPTT: the state is carried without its graph
+                if slots is None:
+                    H = h_new  # one-step BPTT: the state is carried without its graph
+                else:
+                    for h, hn in zip(H, h_new):
+                        h.index_copy_(0, slots, hn)
                 if not np.isfinite(loss):
                     raise ValueError(f"loss became {loss} at epoch {epoch + 1}, step {step_i}: lower "
                                      f"learning_rate (now {self.learning_rate}) or use another loss")
-                total += loss * len(step.slots)
-                n_ev += len(step.slots)
+                total += loss * len(x)
+                n_ev += len(x)
                 if step_i % 50 == 0:
                     bar.update(n_ev - bar.n)
             bar.update(n_ev - bar.n)
@@ -490,15 +513,15 @@ class GRU4Rec:
         if table != "Wy":
             uniq_i, inv_i = _unique_rows(x, len(self.item_ids))
             leaves[table] = (uniq_i, W[table].index_select(0, uniq_i).requires_grad_())
-            x_rows = leaves[table][1][inv_i]  # (B, 3h0) one-hot rows of Wx0, or (B, emb)
+            x_rows = leaves[table][1].index_select(0, inv_i)  # (B, 3h0) one-hot rows of Wx0, or (B, emb)
         else:
-            x_rows = leaves["Wy"][1][inv_o[C:], :-1]  # (B, h_last): the constrained embedding
+            x_rows = leaves["Wy"][1].index_select(0, inv_o[C:])[:, :-1]  # (B, h_last): the constrained embedding
         dense = [n for n in W if n not in self._row_params]
         for n in dense:
             W[n].requires_grad_()
         out, h_new = self._layers(self._input_gates(x_rows, True), h_in, True)  # (B, h_last)
         out = torch.cat([out, out.new_ones(B, 1)], 1)  # (B, h_last + 1): the 1 multiplies the bias
-        scores = self._act(out @ leaves["Wy"][1][inv_o[:C]].T)  # (B, C)
+        scores = self._act(out @ leaves["Wy"][1].index_select(0, inv_o[:C]).T)  # (B, C)
         log_q = None
         if self.logq:
             log_q = log_p_target[y] if sample is None else torch.cat([log_p_target[y], log_p_sample[sample]])
@@ -579,6 +602,19 @@ def training_arrays(train: pd.DataFrame):
     offsets = np.r_[0, np.flatnonzero(sess[1:] != sess[:-1]) + 1, len(sess)]
     pop = np.bincount(item_idx, minlength=len(item_ids)).astype(np.float64)
     return report, item_ids, item_idx, offsets, pop
+
+def _step_tensors(offsets: np.ndarray, batch_size: int, items_t: torch.Tensor) -> list[tuple]:
+    """The steps of :func:`session_parallel_batches` as tensors ``(slots, x, y, reset)``: ``x``/``y``
+    (n_active,) input and target item columns; ``slots`` None while all slots are active, else the
+    active slot indices; ``reset`` None when no session starts, else an (n_active, 1) bool mask."""
+    dev, steps = items_t.device, []
+    n_slots = min(batch_size, len(offsets) - 1)
+    for step in session_parallel_batches(offsets, batch_size):
+        slots = None if len(step.slots) == n_slots else torch.as_tensor(step.slots, device=dev)
+        reset = torch.as_tensor(step.reset, device=dev).unsqueeze(1) if step.reset.any() else None
+        steps.append((slots, items_t[torch.as_tensor(step.inp, device=dev)],
+                      items_t[torch.as_tensor(step.out, device=dev)], reset))
+    return steps
 
 def _unique_rows(idx: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Sorted distinct values of ``idx`` (all in [0, n)) and the position of each entry among them.

@@ -256,3 +256,50 @@ def test_diverging_loss_raises():
     df = _frame([[1, 2, 3, 4]] * 30)
     with pytest.raises(ValueError, match="lower learning_rate"):
         GRU4Rec(layers=[8], loss="bpr", learning_rate=float("nan"), n_epochs=1).fit(df, progress=False)
+
+
+# ------------------------------------------------------------------ where the authors' two codes differ
+def test_gru_step_by_hand_with_the_reset_gate_before_or_after_the_matmul():
+    torch.manual_seed(0)
+    h, gi = torch.randn(3, 4), torch.randn(3, 12)  # gi: W x + b of the gates r, z, candidate
+    for reset_after in (False, True):
+        m = GRU4Rec(layers=[4], n_epochs=0, reset_after=reset_after)
+        m._init_weights(10)
+        Wrz, Wh = m.W["Wrz0"], m.W["Wh0"]
+        r = torch.sigmoid(gi[:, :4] + h @ Wrz[:, :4])
+        z = torch.sigmoid(gi[:, 4:8] + h @ Wrz[:, 4:])
+        cand = torch.tanh(gi[:, 8:] + (r * (h @ Wh) if reset_after else (r * h) @ Wh))
+        assert torch.allclose(m._gru(0, gi, h), (1 - z) * h + z * cand, atol=1e-6)
+    zero = torch.zeros(3, 4)  # from a zero state both variants give the same step
+    a, b = GRU4Rec(layers=[4], n_epochs=0), GRU4Rec(layers=[4], n_epochs=0, reset_after=True)
+    a._init_weights(10)
+    b._init_weights(10)
+    assert torch.allclose(a._gru(0, gi, zero), b._gru(0, gi, zero))
+    assert not torch.allclose(a._gru(0, gi, h), b._gru(0, gi, h), atol=1e-3)
+
+
+@pytest.mark.parametrize("state", ["dropped", "kept"])
+def test_hidden_dropout_and_the_carried_state(state):
+    m = GRU4Rec(layers=[50], n_epochs=0, dropout_p_hidden=0.5, dropout_state=state, embedding=8)
+    m._init_weights(10)
+    gi = torch.randn(4, 150, generator=torch.Generator().manual_seed(1))
+    out, new_h = m._layers(gi, [torch.zeros(4, 50)], train=True)
+    h = m._gru(0, gi, torch.zeros(4, 50))  # the undropped step
+    dropped = out == 0
+    assert 0.3 < dropped.float().mean() < 0.7  # about half of the units dropped
+    assert torch.allclose(out[~dropped], 2 * h[~dropped])  # survivors scaled by 1 / (1 - p)
+    assert torch.equal(new_h[0], out if state == "dropped" else h)
+    out_eval, h_eval = m._layers(gi, [torch.zeros(4, 50)], train=False)
+    assert torch.equal(out_eval, h) and torch.equal(h_eval[0], h)  # no dropout when scoring
+    with pytest.raises(ValueError, match="dropout_state must be 'kept' or 'dropped'"):
+        GRU4Rec(dropout_state="sometimes")
+
+
+def test_logq_counts_only_shifts_the_sampled_columns(planted):
+    # log q as counts vs probabilities: targets move by log N, samples by log sum(n ** alpha).
+    # With sample_alpha = 1 both shifts are log N, so the softmax and the whole training are unchanged.
+    kw = dict(loss="cross-entropy", n_sample=16, logq=1.0, n_epochs=1)
+    same = [_fit(planted.train, **kw, sample_alpha=1.0, logq_counts=c).history[0]["loss"] for c in (False, True)]
+    assert same[0] == pytest.approx(same[1], rel=1e-5)
+    diff = [_fit(planted.train, **kw, sample_alpha=0.5, logq_counts=c).history[0]["loss"] for c in (False, True)]
+    assert abs(diff[0] - diff[1]) > 1e-3

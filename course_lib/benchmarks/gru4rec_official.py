@@ -1,0 +1,373 @@
+"""``course bench gru4rec-official --official-dir PATH``: our GRU4Rec beside the authors' PyTorch code.
+
+Trains the authors' official PyTorch implementation (https://github.com/hidasib/GRU4Rec_PyTorch_Official,
+module ``gru4rec_pytorch``) and ``course_lib.torch_models.gru4rec.GRU4Rec`` on the same RSC15
+slice with the same settings and seed, for the configurations of ``course bench gru4rec``, and
+scores both with **our** ``evaluate_sessions`` (all training items ranked, ties averaged) and the
+official model also with its own ``evaluation.batch_eval`` (ties counted against the target,
+its default "conservative" mode). Writes ``benchmarks/results/gru4rec_official.md`` and ``.json``.
+
+The official code is never part of this repository: clone it yourself and pass the folder.
+It supports only the cross-entropy and BPR-max losses, so the TOP1 and BPR rows have no official
+column. Two small shims let its 2023 code run on numpy 2 / pandas 2 without editing it: a
+pandas Series given to ``torch.tensor`` is turned into an array first, and a float64 numpy array
+given to ``torch.tensor`` without a dtype becomes float32 (numpy 1 kept its float32 weights
+float32; numpy 2 promotes them, which breaks its ``Tensor.set_``). Nothing else is changed.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from course_lib.benchmarks.common import write_results
+from course_lib.benchmarks.gru4rec import CONFIGS
+
+OFFICIAL_URL = "https://github.com/hidasib/GRU4Rec_PyTorch_Official"
+OFFICIAL_MODULE = "gru4rec_pytorch"
+_HOW = f"clone it with `git clone {OFFICIAL_URL}` and pass that folder as --official-dir"
+
+
+# What differs between our defaults and the official PyTorch code (read line by line); the switches
+# named here let ours reproduce the official behaviour, and --ours-options measures each of them.
+DIFFERENCES = """\
+Differences from the official PyTorch code that can change accuracy or speed (ours -> official):
+1. GRU candidate state: ours `tanh(W x + U (r * h))` (paper eq. 4, the authors' Theano code) -> `tanh(W x + r * (U h))` (torch.nn.GRUCell); `reset_after=True` switches ours.
+2. Hidden dropout: both now carry the dropped-out hidden state to the next step (`dropout_state="dropped"`, ours' default since this comparison; "kept" is the old behaviour).
+3. One-hot input: official applies `dropout_p_embed` to the first GRU layer's output and ignores `dropout_p_hidden` in a one-layer one-hot model; ours drops whole one-hot input rows with `dropout_p_embed` and the hidden layer with `dropout_p_hidden` (the one-hot configurations compared here use no dropout).
+4. logQ: official subtracts log of raw counts (targets `n_j`, samples `n_j ** sample_alpha`), ours log-probabilities; they differ by a constant shift of the sampled columns; `logq_counts=True` switches ours.
+5. Initialisation: both uniform in +-sqrt(6 / (fan_in + fan_out)) per gate block, output bias 0; official weights always from numpy seed 42 and items numbered in order of first appearance, ours from `seed` with items sorted by id, so the same seed gives different draws.
+6. Biases: official `GRUCell` layers have an input and a hidden bias; ours one bias per gate (the same model except inside the candidate with reset_after).
+7. Optimiser: the same Adagrad with momentum (eps 1e-6; duplicate rows' gradients summed; only the rows in the mini-batch get an update and their momentum).
+8. Negative samples: both draw from popularity ** sample_alpha via a cumulative table into a precomputed store; official 10M items (redrawn when used up) from torch's global generator, ours only as many as training uses from a numpy generator seeded with `seed + 2`.
+9. BPR-max: official applies ELU(elu_param) inside the loss only; ours `final_act="elu-0.5"` also when scoring (monotone: the same ranking). The loss formulas give the same value.
+10. Cross-entropy: official `log(softmax + 1e-24)`, ours `log_softmax` (the same to float precision). Official has only cross-entropy and BPR-max; TOP1, BPR, TOP1-max are only in its Theano code.
+11. Session order: both by session start; ties broken by an unstable argsort (official) or by SessionId (ours). Both reset only the finished slot's hidden state and shrink the batch at the end instead of dropping sessions; without extra samples the official stops when one session is left (no ranking signal there in either).
+12. Evaluation: official counts ties against the target over all items; ours averages ties over all items (float scores rarely tie: both give the same numbers for the official model here).
+13. Speed: official builds sparse gradients (`nn.Embedding(sparse=True)`) and converts indices to tensors every step; ours gathers the touched rows once per step, and builds every step's index tensors once per fit.
+"""
+
+
+class _TorchCompat:
+    """``torch`` as the official module sees it: the same, except the two ``torch.tensor`` shims
+    described in the module docstring."""
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def tensor(data, *args, **kwargs):
+        if isinstance(data, (pd.Series, pd.Index)):
+            data = data.to_numpy()
+        if isinstance(data, np.ndarray) and data.dtype == np.float64 and "dtype" not in kwargs:
+            data = data.astype(np.float32)
+        return torch.tensor(data, *args, **kwargs)
+
+
+def load_official(official_dir) -> tuple[object, object | None]:
+    """Import the official ``gru4rec_pytorch`` (and ``evaluation`` if present) from ``official_dir``.
+
+    Returns ``(module, batch_eval or None)``. Raises ``FileNotFoundError`` / ``ValueError`` that say
+    what is missing and where to get the code.
+    """
+    path = Path(official_dir).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"--official-dir {path} does not exist: {_HOW}")
+    src = path / f"{OFFICIAL_MODULE}.py"
+    if not src.is_file():
+        raise ValueError(f"{path} has no {OFFICIAL_MODULE}.py, so it is not a checkout of the official "
+                         f"GRU4Rec PyTorch code: {_HOW}")
+    module = _import_file(f"_official_{OFFICIAL_MODULE}", src)
+    missing = [n for n in ("GRU4Rec", "GRU4RecModel", "SessionDataIterator") if not hasattr(module, n)]
+    if missing:
+        raise ValueError(f"{src} does not define {missing}; it does not look like the official GRU4Rec "
+                         f"PyTorch code (or is a version this benchmark does not know): {_HOW}")
+    module.torch = _TorchCompat()
+    batch_eval = None
+    if (path / "evaluation.py").is_file():
+        batch_eval = getattr(_import_file("_official_gru4rec_evaluation", path / "evaluation.py"), "batch_eval", None)
+    return module, batch_eval
+
+
+def _import_file(name: str, src: Path):
+    spec = importlib.util.spec_from_file_location(name, src)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def official_kwargs(params: dict) -> dict | None:
+    """The official ``GRU4Rec(...)`` arguments for our model's ``params``; None when the official
+    code lacks the loss (it has cross-entropy and BPR-max only) or the final activation."""
+    if params["loss"] not in ("cross-entropy", "bpr-max"):
+        return None
+    act = params["final_act"]
+    if act in ("linear", "softmax"):
+        elu = 0.0
+    elif act.startswith("elu-") and params["loss"] == "bpr-max":
+        elu = float(act.split("-", 1)[1])  # the official code applies elu only inside BPR-max
+    else:
+        return None
+    return dict(layers=list(params["layers"]), loss=params["loss"], batch_size=params["batch_size"],
+                dropout_p_embed=params["dropout_p_embed"], dropout_p_hidden=params["dropout_p_hidden"],
+                learning_rate=params["learning_rate"], momentum=params["momentum"],
+                sample_alpha=params["sample_alpha"], n_sample=params["n_sample"], embedding=params["embedding"],
+                constrained_embedding=params["constrained_embedding"], n_epochs=params["n_epochs"],
+                bpreg=params["bpreg"] if params["loss"] == "bpr-max" else 0.0, elu_param=elu,
+                logq=params["logq"] if params["loss"] == "cross-entropy" else 0.0)
+
+
+class OfficialScorer:
+    """The official model behind our session scorer protocol, so ``evaluate_sessions`` ranks its
+    scores exactly as it ranks ours (score column ``j`` = the official item index ``j``)."""
+
+    def __init__(self, gru):
+        self.gru = gru
+        self.item_ids = gru.data_iterator.itemidmap.index.to_numpy()
+        self._H = None
+
+    def reset(self, n_slots: int) -> None:
+        self._H = [torch.zeros(int(n_slots), h) for h in self.gru.layers]
+
+    def reset_slots(self, mask) -> None:
+        m = torch.as_tensor(np.asarray(mask, dtype=bool)).unsqueeze(1)
+        self._H = [h.masked_fill(m, 0.0) for h in self._H]
+
+    @torch.no_grad()
+    def score_next(self, item_idx) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(item_idx, dtype=np.int64))
+        return self.gru.model.forward(x, self._H, None, training=False)  # updates self._H in place
+
+
+_EPOCH_LINE = re.compile(r"Epoch(\d+) --> loss: ([0-9.naeif+-]+).*\[([0-9.]+) mb/s \| ([0-9.]+) e/s\]")
+
+
+def train_official(module, kwargs: dict, train: pd.DataFrame, seed: int) -> tuple[object, list[dict], float]:
+    """Fit the official model (its sample store and dropout draw from torch's global generator,
+    seeded here; its weights come from its own fixed numpy seed 42). Returns the model, one dict per
+    epoch parsed from what it prints (loss, events/s), and the wall time of ``fit`` in seconds."""
+    torch.manual_seed(seed)
+    gru = module.GRU4Rec(device=torch.device("cpu"), **kwargs)
+    out = io.StringIO()
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(out):
+        gru.fit(train.copy())  # it sorts the frame in place
+    secs = time.perf_counter() - t0
+    if getattr(gru, "error_during_train", False):
+        raise RuntimeError(f"the official GRU4Rec stopped with a NaN loss for {kwargs}:\n{out.getvalue()[-2000:]}")
+    epochs = [{"epoch": int(m[1]), "loss": float(m[2]), "events_per_s": float(m[4])}
+              for m in _EPOCH_LINE.finditer(out.getvalue())]
+    return gru, epochs, secs
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="course bench gru4rec-official", description=__doc__.split("\n\n")[0])
+    p.add_argument("--official-dir", default=None,
+                   help=f"folder of your checkout of {OFFICIAL_URL} (never copied into this repository)")
+    p.add_argument("--tier", default="small", help="session data tier: tiny, small (default) or full")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--sampled-epochs", type=int, default=5, help="epochs of the configurations with extra samples")
+    p.add_argument("--models", default=",".join(CONFIGS), help="comma-separated subset of the GRU4Rec rows")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds; every model is trained once per seed")
+    p.add_argument("--noise-model", default="GRU4Rec XE-100 +2048 samples +logQ,GRU4Rec BPR-max-100 +2048 samples",
+                   help="comma-separated rows also trained with --noise-seed, to measure run-to-run noise; '' for none")
+    p.add_argument("--noise-seed", type=int, default=1)
+    p.add_argument("--ours-options", default="",
+                   help="extra GRU4Rec options for our model, e.g. 'reset_after=True,dropout_state=kept'; "
+                        "several sets separated by ';' give one row each (the official model is trained once)")
+    p.add_argument("--skip-official", action="store_true", help="train only ours (for ablations of --ours-options)")
+    p.add_argument("--speed-repeats", type=int, default=0,
+                   help="instead of the accuracy table: train one epoch of each model this many times, "
+                        "ours and official alternately, and keep the fastest of each (events/s)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--eval-batch", type=int, default=512)
+    p.add_argument("--out-dir", default=None)
+    p.add_argument("--name", default="gru4rec_official", help="results file name (without extension)")
+    args = p.parse_args(argv)
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in args.models if m not in CONFIGS]
+    if unknown:
+        p.error(f"unknown models {unknown}; choose from {list(CONFIGS)}")
+    args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    args.noise_model = [m.strip() for m in args.noise_model.split(",") if m.strip()]
+    if args.official_dir is None and not args.skip_official:
+        p.error(f"--official-dir is required: {_HOW}")
+    args.ours_option_sets = [_parse_options(t, p) for t in args.ours_options.split(";")]
+    args.ours_options = args.ours_option_sets[0]
+    return args
+
+
+def _parse_options(text: str, parser) -> dict:
+    """``'reset_after=True,dropout_state=dropped'`` -> ``{"reset_after": True, "dropout_state": "dropped"}``."""
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, sep, val = item.partition("=")
+        if not sep:
+            parser.error(f"--ours-options items look like name=value, got {item!r}")
+        low = val.strip().lower()
+        if low in ("true", "false"):
+            out[key.strip()] = low == "true"
+        else:
+            try:
+                out[key.strip()] = float(val) if "." in val else int(val)
+            except ValueError:
+                out[key.strip()] = val.strip()
+    return out
+
+
+def run(args, module, batch_eval, data) -> list[dict]:
+    from course_lib.evaluation import evaluate_sessions
+    from course_lib.torch_models.gru4rec import GRU4Rec
+
+    jobs = [(name, seed, opts) for name in args.models for seed in args.seeds for opts in args.ours_option_sets]
+    for name in args.noise_model:
+        if name in args.models and args.noise_seed not in args.seeds:
+            jobs += [(name, args.noise_seed, opts) for opts in args.ours_option_sets]
+    rows, official_rows = [], {}
+    for name, seed, opts in jobs:
+        cfg = CONFIGS[name]
+        epochs = args.sampled_epochs if cfg.get("n_sample") else args.epochs
+        ours = GRU4Rec(layers=[100], n_epochs=epochs, seed=seed, device="cpu", **{**cfg, **opts})
+        t0 = time.perf_counter()
+        ours.fit(data.train, progress=False)
+        ours_s = time.perf_counter() - t0
+        res = evaluate_sessions(ours, data.test, cutoffs=(20,), ties="average", batch_size=args.eval_batch)
+        row = {"model": name, "seed": seed, "epochs": epochs,
+               "ours options": ", ".join(f"{k}={v}" for k, v in opts.items()) or "defaults",
+               "ours Recall@20": round(res["Recall@20"], 4), "ours MRR@20": round(res["MRR@20"], 4),
+               "ours train events/s": round(ours.history[-1]["events_per_s"]), "ours fit s": round(ours_s, 1),
+               "ours final loss": round(ours.history[-1]["loss"], 4)}
+        kw = official_kwargs(ours.params)
+        if args.skip_official:
+            row["official"] = "not run (--skip-official)"
+        elif kw is None:
+            row["official"] = f"loss {ours.loss!r} / final_act {ours.final_act!r} not in the official PyTorch code"
+        else:
+            if (name, seed) not in official_rows:
+                official_rows[name, seed] = _official_row(module, batch_eval, kw, data, seed, args.eval_batch)
+            row.update(official_rows[name, seed])
+            row["diff Recall@20"] = round(row["ours Recall@20"] - row["official Recall@20"], 4)
+            row["diff MRR@20"] = round(row["ours MRR@20"] - row["official MRR@20"], 4)
+        rows.append(row)
+        print({k: v for k, v in row.items() if k != "official"}, flush=True)
+    return rows
+
+
+def _official_row(module, batch_eval, kw: dict, data, seed: int, eval_batch: int) -> dict:
+    """Train the official model once and score it with our evaluation (and its own, if given)."""
+    from course_lib.evaluation import evaluate_sessions
+
+    gru, hist, off_s = train_official(module, kw, data.train, seed)
+    res = evaluate_sessions(OfficialScorer(gru), data.test, cutoffs=(20,), ties="average", batch_size=eval_batch)
+    row = {"official Recall@20": round(res["Recall@20"], 4), "official MRR@20": round(res["MRR@20"], 4),
+           "official train events/s": round(hist[-1]["events_per_s"]) if hist else None,
+           "official fit s": round(off_s, 1), "official final loss": round(hist[-1]["loss"], 4) if hist else None}
+    if batch_eval is not None:
+        item_ids = gru.data_iterator.itemidmap.index.to_numpy()
+        test = data.test[data.test["ItemId"].isin(item_ids)]
+        n_eval = min(eval_batch, int(test["SessionId"].nunique()))  # its iterator needs >= batch_size sessions
+        with contextlib.redirect_stdout(io.StringIO()):
+            rec, mrr = batch_eval(gru, test.copy(), cutoff=[20], batch_size=n_eval)
+        row["official Recall@20 (its eval)"] = round(float(rec[20]), 4)
+        row["official MRR@20 (its eval)"] = round(float(mrr[20]), 4)
+    row["official"] = ", ".join(f"{k}={v}" for k, v in kw.items() if k not in ("layers", "n_epochs"))
+    return row
+
+
+def speed_rows(args, module, data) -> list[dict]:
+    """One epoch of each configuration, ours and the official code alternately, ``speed_repeats``
+    times; the best events/s of each (alternating spreads the load of a shared machine evenly)."""
+    from course_lib.torch_models.gru4rec import GRU4Rec
+
+    rows = []
+    for name in args.models:
+        cfg = {**CONFIGS[name], **args.ours_options}
+        ours_eps, off_eps = [], []
+        for rep in range(args.speed_repeats):
+            ours = GRU4Rec(layers=[100], n_epochs=1, seed=rep, device="cpu", **cfg).fit(data.train, progress=False)
+            ours_eps.append(ours.history[-1]["events_per_s"])
+            kw = official_kwargs(ours.params)
+            if kw is not None and not args.skip_official:
+                off_eps.append(train_official(module, kw, data.train, rep)[1][-1]["events_per_s"])
+        row = {"model": name, "repeats": args.speed_repeats,
+               "ours options": ", ".join(f"{k}={v}" for k, v in args.ours_options.items()) or "defaults",
+               "ours best events/s": round(max(ours_eps)), "ours all events/s": [round(e) for e in ours_eps]}
+        if off_eps:
+            row.update({"official best events/s": round(max(off_eps)), "official all events/s": [round(e) for e in off_eps],
+                        "ours / official": round(max(ours_eps) / max(off_eps), 2)})
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    from course_lib.data import load_sessions
+
+    args = parse_args(argv)
+    module, batch_eval = (None, None) if args.skip_official else load_official(args.official_dir)
+    torch.set_num_threads(args.threads)
+    load_start = os.getloadavg()[0]
+    data = load_sessions(args.tier)
+    if args.speed_repeats > 0:
+        return _write_speed(args, speed_rows(args, module, data), load_start)
+    rows = run(args, module, batch_eval, data)
+    load_end = os.getloadavg()[0]
+    summary = data.summary()
+    notes = (
+        f"Data: tier `{args.tier}` ({int(summary.loc['train', 'events'])} training events, "
+        f"{int(summary.loc['train', 'items'])} items; {int(summary.loc['test', 'events'])} test events). "
+        "Both models are trained on the same frame with the same settings (100 GRU units, adagrad); "
+        "`Recall@20`/`MRR@20` come from our `evaluate_sessions` for both (next item ranked against all "
+        "training items, ties averaged); `(its eval)` is the official `batch_eval` (ties counted against "
+        "the target). `train events/s` is the last epoch, as each code measures it; `fit s` is the whole "
+        "`fit` call (the official one includes drawing its 10M-item sample store). The official weights "
+        "always start from its fixed numpy seed 42 (compatibility mode, its default); `seed` drives its "
+        "sampling and dropout through torch's global generator, and everything in ours. The official "
+        f"code is {OFFICIAL_URL}, run unmodified except the numpy 2 / pandas 2 shims of "
+        "`course_lib/benchmarks/gru4rec_official.py`. One torch thread each; load average (1 min) at "
+        f"the start and the end: {load_start:.1f} and {load_end:.1f} on {os.cpu_count()} cores, so "
+        "the speeds are lower bounds.\n\n" + DIFFERENCES
+    )
+    settings = {"tier": args.tier, "epochs": args.epochs, "sampled_epochs": args.sampled_epochs,
+                "seeds": args.seeds, "noise_model": args.noise_model, "noise_seed": args.noise_seed,
+                "ours_options": args.ours_options, "threads": args.threads, "eval_batch": args.eval_batch, "device": "cpu", "ties": "average"}
+    columns = ["model", "seed", "epochs", "ours options", "ours Recall@20", "official Recall@20", "diff Recall@20",
+               "ours MRR@20", "official MRR@20", "diff MRR@20", "official Recall@20 (its eval)",
+               "official MRR@20 (its eval)", "ours train events/s", "official train events/s",
+               "ours fit s", "official fit s", "ours final loss", "official final loss", "official"]
+    md, js = write_results(args.name, rows, settings, title="GRU4Rec: ours beside the authors' official PyTorch code",
+                           notes=notes, columns=columns, out_dir=args.out_dir)
+    print(f"wrote {md} and {js}")
+    return 0
+
+
+def _write_speed(args, rows, load_start) -> int:
+    notes = (
+        "One training epoch of each configuration on the same data, ours and the official code "
+        f"alternately, {args.speed_repeats} times each; `best` is the fastest epoch (events = (input, "
+        "target) pairs per second, as each code counts them), since on a shared machine every slower "
+        "epoch was slowed by other jobs. One torch thread each; load average (1 min) at the start and "
+        f"the end: {load_start:.1f} and {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, so the "
+        "speeds are lower bounds."
+    )
+    settings = {"tier": args.tier, "speed_repeats": args.speed_repeats, "ours_options": args.ours_options,
+                "threads": args.threads, "device": "cpu"}
+    md, js = write_results(args.name, rows, settings, title="GRU4Rec training speed: ours beside the official PyTorch code",
+                           notes=notes, out_dir=args.out_dir)
+    print(f"wrote {md} and {js}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""Wiring of ``course bench gru4rec-official`` with a tiny fake "official" module on a temp path.
+
+The authors' code is not installed here (and never vendored), so these tests check the error
+messages, the translation of our settings to the official arguments, the numpy 2 / pandas 2 shim,
+and that a model behind ``OfficialScorer`` is scored by our ``evaluate_sessions``: the fake scores
+items by training popularity, so it must reproduce our POP baseline exactly.
+"""
+import json
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from course_lib.benchmarks import gru4rec_official as bo
+
+FAKE = textwrap.dedent('''
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    class SessionDataIterator:
+        def __init__(self, data):
+            itemids = data["ItemId"].unique()
+            self.itemidmap = pd.Series(data=np.arange(len(itemids)), index=itemids)
+
+    class GRU4RecModel:
+        def __init__(self, counts):
+            self.log_pop = torch.tensor(np.log(counts))  # goes through the shim: float64 -> float32
+
+        def forward(self, X, H, Y, training=False):
+            H[0] = H[0] + 1.0  # the state is carried by the caller's list
+            return self.log_pop.expand(len(X), -1)
+
+    class GRU4Rec:
+        def __init__(self, layers=[100], n_epochs=2, device=None, **kwargs):
+            self.layers, self.n_epochs, self.kwargs = layers, n_epochs, kwargs
+
+        def fit(self, data):
+            self.data_iterator = SessionDataIterator(data)
+            counts = data.groupby("ItemId").size()[self.data_iterator.itemidmap.index.values]
+            self.model = GRU4RecModel(counts.to_numpy().astype(np.float64))
+            self.error_during_train = False
+            for e in range(self.n_epochs):
+                print("Epoch{} --> loss: {:.6f} \\t(0.50s) \\t[12.00 mb/s | {:.0f} e/s]".format(e + 1, 1.5 - e, 1000 * (e + 1)))
+''')
+
+
+@pytest.fixture()
+def fake_dir(tmp_path):
+    (tmp_path / "gru4rec_pytorch.py").write_text(FAKE)
+    return tmp_path
+
+
+def test_missing_folder_says_where_to_get_the_code(tmp_path):
+    with pytest.raises(FileNotFoundError, match="git clone https://github.com/hidasib/GRU4Rec_PyTorch_Official"):
+        bo.load_official(tmp_path / "nowhere")
+
+
+def test_folder_without_the_module_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="has no gru4rec_pytorch.py"):
+        bo.load_official(tmp_path)
+
+
+def test_module_without_the_classes_is_rejected(tmp_path):
+    (tmp_path / "gru4rec_pytorch.py").write_text("x = 1\n")
+    with pytest.raises(ValueError, match=r"does not define \['GRU4Rec', 'GRU4RecModel', 'SessionDataIterator'\]"):
+        bo.load_official(tmp_path)
+
+
+def test_shim_turns_series_and_float64_into_float32_tensors():
+    t = bo._TorchCompat.tensor(pd.Series([1.0, 2.0]))
+    assert t.dtype == torch.float32 and t.tolist() == [1.0, 2.0]
+    assert bo._TorchCompat.tensor(np.zeros(2), dtype=torch.float64).dtype == torch.float64
+    assert bo._TorchCompat.tensor(np.arange(3)).dtype == torch.int64
+
+
+def test_settings_translate_to_the_official_arguments():
+    from course_lib.torch_models.gru4rec import GRU4Rec
+
+    bprmax = GRU4Rec(**bo.CONFIGS["GRU4Rec BPR-max-100 +2048 samples"]).params
+    kw = bo.official_kwargs(bprmax)
+    assert kw["loss"] == "bpr-max" and kw["elu_param"] == 0.5 and kw["bpreg"] == 1.0 and kw["logq"] == 0.0
+    assert kw["n_sample"] == 2048 and kw["sample_alpha"] == 0.0 and kw["momentum"] == 0.3
+    xe = bo.official_kwargs(GRU4Rec(**bo.CONFIGS["GRU4Rec XE-100 +2048 samples +logQ"]).params)
+    assert xe["logq"] == 1.0 and xe["constrained_embedding"] is True and xe["elu_param"] == 0.0 and xe["bpreg"] == 0.0
+    assert bo.official_kwargs(GRU4Rec(**bo.CONFIGS["GRU4Rec TOP1-100"]).params) is None  # no TOP1 there
+
+
+def test_fake_official_model_is_scored_like_our_pop_baseline(fake_dir):
+    from course_lib.data import load_sessions
+    from course_lib.evaluation import evaluate_sessions
+    from course_lib.session_baselines import Pop
+
+    module, batch_eval = bo.load_official(fake_dir)
+    assert batch_eval is None  # no evaluation.py in the fake checkout
+    data = load_sessions("tiny")
+    gru, epochs, secs = bo.train_official(module, dict(layers=[4], n_epochs=2), data.train, seed=0)
+    assert epochs == [{"epoch": 1, "loss": 1.5, "events_per_s": 1000.0}, {"epoch": 2, "loss": 0.5, "events_per_s": 2000.0}]
+    assert secs >= 0
+    got = evaluate_sessions(bo.OfficialScorer(gru), data.test, cutoffs=(20,))
+    want = evaluate_sessions(Pop().fit(data.train), data.test, cutoffs=(20,))
+    assert got["Recall@20"] == pytest.approx(want["Recall@20"], abs=1e-12)
+    assert got["MRR@20"] == pytest.approx(want["MRR@20"], abs=1e-12)
+
+
+def test_main_writes_both_columns(fake_dir, tmp_path):
+    out = tmp_path / "out"
+    rc = bo.main(["--official-dir", str(fake_dir), "--tier", "tiny", "--epochs", "1", "--models", "GRU4Rec XE-100",
+                  "--noise-model", "", "--out-dir", str(out)])
+    assert rc == 0
+    row = json.loads((out / "gru4rec_official.json").read_text())["rows"][0]
+    assert row["model"] == "GRU4Rec XE-100" and row["official train events/s"] == 1000
+    assert row["diff Recall@20"] == pytest.approx(row["ours Recall@20"] - row["official Recall@20"], abs=1e-4)
+    assert 0.0 < row["ours Recall@20"] <= 1.0
