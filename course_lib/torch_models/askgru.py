@@ -26,7 +26,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from course_lib.data import check_ids
 from course_lib.torch_models.content import make_text_batch
@@ -79,6 +78,63 @@ def _check_mask(mask: torch.Tensor) -> torch.Tensor:
     return mask.sum(dim=1).long()  # (B,)
 
 
+@dataclass
+class _Packed:
+    """Where the real tokens of a right-padded batch go when packed time-major.
+
+    Rows are visited longest first, so at step ``t`` the rows still reading are the first
+    ``sizes[t]`` of that order and their tokens are one contiguous block of the packed ``(T, ...)``
+    tensor: a step never touches padding. ``row[k]``, ``pos[k]``: batch row and position of packed
+    token ``k``; ``reverse[k]``: the packed index of the same row's token counted from its end,
+    which turns the backward direction into a forward pass over the same blocks.
+    """
+
+    sizes: list[int]
+    row: torch.Tensor  # (T,)
+    pos: torch.Tensor  # (T,)
+    reverse: torch.Tensor  # (T,)
+
+
+def _pack(lengths: torch.Tensor) -> _Packed:
+    order = torch.argsort(-lengths, stable=True)  # (B,) longest first
+    sorted_len = lengths[order]
+    width = int(sorted_len[0])
+    steps = torch.arange(width, device=lengths.device)
+    active = steps.unsqueeze(1) < sorted_len.unsqueeze(0)  # (width, B), time-major
+    sizes = active.sum(dim=1)  # (width,) non-increasing
+    t_idx, j_idx = active.nonzero(as_tuple=True)  # time-major: step t holds ranks 0 .. sizes[t] - 1
+    offsets = torch.cumsum(sizes, 0) - sizes  # packed index of each step's first token
+    reverse = offsets[sorted_len[j_idx] - 1 - t_idx] + j_idx
+    return _Packed(sizes.tolist(), order[j_idx], t_idx, reverse)
+
+
+def _gru_packed(x: torch.Tensor, gru: nn.GRU, suffix: str, sizes: list[int]) -> torch.Tensor:
+    """One direction of ``gru`` over packed input ``x`` ``(T, D)``: the states ``(T, H)``.
+
+    The equations of ``nn.GRU`` (eq. (6)-(8) of the paper, with ``z_t = 1 - o_t``), using its weights,
+    written as a loop over time so that one matrix product per step covers only the rows still
+    reading; the input projections of all steps are one product. ``split`` (not slicing) hands each
+    step its block, so the backward pass concatenates gradients once instead of zero-filling per step.
+    """
+    w_ih, w_hh = getattr(gru, f"weight_ih_l0{suffix}"), getattr(gru, f"weight_hh_l0{suffix}")
+    b_ih, b_hh = getattr(gru, f"bias_ih_l0{suffix}"), getattr(gru, f"bias_hh_l0{suffix}")
+    gates_x = nn.functional.linear(x, w_ih, b_ih).split(sizes)  # per step (n_t, 3H)
+    h = x.new_zeros(sizes[0], w_hh.shape[1])  # (n_0, H)
+    out = []
+    for gx, n in zip(gates_x, sizes):
+        if n < h.shape[0]:
+            h = h[:n]  # the shortest rows have ended
+        gh = nn.functional.linear(h, w_hh, b_hh)  # (n, 3H)
+        x_r, x_z, x_n = gx.chunk(3, dim=1)
+        h_r, h_z, h_n = gh.chunk(3, dim=1)
+        r = torch.sigmoid(x_r + h_r)  # reset gate (f_t in eq. 6)
+        z = torch.sigmoid(x_z + h_z)  # update gate (1 - o_t)
+        cand = torch.tanh(x_n + r * h_n)  # candidate (eq. 7)
+        h = cand + z * (h - cand)  # (1 - z) cand + z h (eq. 8)
+        out.append(h)
+    return torch.cat(out)  # (T, H)
+
+
 class EmbedEncoder(nn.Module):
     """*Embed*: ``g(X_j) = 1/|X_j| sum_{w in X_j} e_w`` (eq. 5), the mean of the word embeddings.
 
@@ -113,10 +169,12 @@ class GRUEncoder(nn.Module):
     """*GRU* (section 3.2, Figure 1): word embeddings -> bidirectional GRU (``hidden1`` per
     direction) -> the concatenated states feed a GRU (``hidden2``) -> mean over the real tokens.
 
-    PyTorch's ``nn.GRU`` is eq. (6)-(8) of the paper with the update gate written ``z_t = 1 - o_t``.
-    Sequences are packed, so the backward direction starts at each paper's last real word and
-    padded positions never change the result. Dropout 0.1 / 0.5 / 0.3 acts on the embeddings, the
-    first-layer output and the second-layer output (section 4.1.2). ``out_dim = hidden2``.
+    The weights live in two ``nn.GRU`` modules (``gru1``, ``gru2``, eq. (6)-(8) of the paper with the
+    update gate written ``z_t = 1 - o_t``); :func:`_gru_packed` runs their equations on packed tokens
+    (:func:`_pack`), so the backward direction starts at each paper's last real word, padded positions
+    never change the result and cost nothing. Dropout 0.1 / 0.5 / 0.3 acts on the embeddings, the
+    first-layer output and the second-layer output of the real tokens (section 4.1.2), inside
+    :meth:`encode_embedded`, so :meth:`embed` is the plain lookup. ``out_dim = hidden2``.
     """
 
     def __init__(
@@ -143,23 +201,22 @@ class GRUEncoder(nn.Module):
                        "dropout": tuple(dropout)}
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.drops[0](self.embedding(ids))  # (B, L, K_w)
+        return self.embedding(ids)  # (B, L, K_w)
 
     def encode_embedded(self, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Encode already looked-up embeddings ``(B, L, K_w)`` (saliency differentiates here)."""
         lengths = _check_mask(mask)  # (B,)
-        seq_len = emb.shape[1]
-        # An empty paper is run on one (padding) step; the pooling below still gives it zeros.
-        cpu_len = lengths.clamp(min=1).cpu()
-
-        def run(gru: nn.GRU, x: torch.Tensor) -> torch.Tensor:
-            packed = pack_padded_sequence(x, cpu_len, batch_first=True, enforce_sorted=False)
-            out, _ = gru(packed)
-            return pad_packed_sequence(out, batch_first=True, total_length=seq_len)[0]
-
-        h1 = self.drops[1](run(self.gru1, emb))  # (B, L, 2 * hidden1)
-        h2 = self.drops[2](run(self.gru2, h1))  # (B, L, hidden2)
-        denom = lengths.clamp(min=1).to(h2.dtype).unsqueeze(-1)  # (B, 1)
-        return (h2 * mask.unsqueeze(-1)).sum(dim=1) / denom  # (B, hidden2): mean pooling
+        n_rows = emb.shape[0]
+        if n_rows == 0 or int(lengths.max()) == 0:  # nothing to read: every paper is empty
+            return emb.new_zeros(n_rows, self.out_dim) + 0.0 * emb.sum()
+        pk = _pack(lengths)
+        x = self.drops[0](emb[pk.row, pk.pos])  # (T, K_w): the real tokens only, T = their number
+        fwd = _gru_packed(x, self.gru1, "", pk.sizes)  # (T, hidden1)
+        bwd = _gru_packed(x[pk.reverse], self.gru1, "_reverse", pk.sizes)[pk.reverse]  # (T, hidden1)
+        h1 = self.drops[1](torch.cat([fwd, bwd], dim=1))  # (T, 2 * hidden1)
+        h2 = self.drops[2](_gru_packed(h1, self.gru2, "", pk.sizes))  # (T, hidden2)
+        pooled = h2.new_zeros(n_rows, h2.shape[1]).index_add(0, pk.row, h2)  # (B, hidden2): sum over tokens
+        return pooled / lengths.clamp(min=1).to(h2.dtype).unsqueeze(-1)  # mean pooling; empty papers -> 0
 
     def forward(self, batch: TextBatch) -> torch.Tensor:
         return self.encode_embedded(self.embed(batch.ids), batch.mask)
@@ -317,6 +374,21 @@ def _sample_batch(likes: sp.csr_matrix, users_pool, train_papers, batch_users, r
     return users, pos, neg
 
 
+def _batch_item_repr(model: AskGRU, texts, papers: np.ndarray, dev, dedup: bool):
+    """``f(X_j)`` for the batch's papers ``(len(papers), K)`` and their indices on ``dev``.
+
+    With ``dedup`` each distinct paper is encoded once and its vector reused for every pair that
+    draws it (a popular paper can be several users' positive); one dropout mask then serves all its
+    pairs. Without dropout the loss and gradients are those of encoding every pair's paper.
+    """
+    if not dedup:
+        batch = make_text_batch(texts, papers, device=dev)
+        return model.item_repr(batch), batch.paper_idx
+    distinct, where = np.unique(papers, return_inverse=True)
+    f = model.item_repr(make_text_batch(texts, distinct, device=dev))  # (n_distinct, K)
+    return f[torch.as_tensor(where, device=dev)], torch.as_tensor(papers, device=dev)
+
+
 def fit(
     model: AskGRU,
     likes: sp.csr_matrix,
@@ -338,6 +410,7 @@ def fit(
     eps_conf: float = EPS_CONF,
     eval_every: int = 500,
     patience: int = 5,
+    dedup: bool = True,
     seed: int = 0,
     device="auto",
     progress: bool = True,
@@ -359,6 +432,8 @@ def fit(
       ``valid_papers``, training items ``valid_exclude`` removed) decides early stopping: training
       stops after ``patience`` evaluations without improvement (our choice; the paper only says
       "early-stopping based on recall on a validation set") and the best weights are restored.
+      Only validation users with a held-out like are scored, in no-grad chunks.
+    * ``dedup``: encode each distinct paper of a batch once (see :func:`_batch_item_repr`).
     """
     from tqdm.auto import tqdm
 
@@ -405,9 +480,8 @@ def fit(
         papers = np.concatenate([pos, neg])  # (2B,)
         u = torch.as_tensor(np.concatenate([users, users]), device=dev)
         target = torch.cat([torch.ones(users.size), torch.zeros(users.size)]).to(dev)
-        batch = make_text_batch(texts, papers, device=dev)
-        f = model.item_repr(batch)  # (2B, K)
-        pred = model.score_pairs(u, f, batch.paper_idx)
+        f, paper_idx = _batch_item_repr(model, texts, papers, dev, dedup)  # (2B, K), (2B,)
+        pred = model.score_pairs(u, f, paper_idx)
         loss_rec = weighted_squared_loss(pred, target, conf_all[u])
         loss_rec = loss_rec + reg_user * model.user_emb[u].pow(2).sum(-1).mean()
         if lambda_mtl < 1.0:
@@ -465,16 +539,22 @@ def fit(
 
 
 @torch.no_grad()
-def item_vectors(model: AskGRU, texts, papers=None, batch_size: int = 256, device="auto") -> torch.Tensor:
-    """``f(X_j)`` for ``papers`` (default all) in eval mode: ``(n, K)`` on the model's device."""
+def item_vectors(model: AskGRU, texts, papers=None, batch_size: int = 1024, device="auto") -> torch.Tensor:
+    """``f(X_j)`` for ``papers`` (default all) in eval mode: ``(n, K)`` on the model's device.
+
+    Papers are encoded in chunks of similar length (so a chunk of titles is not as wide as the
+    longest abstract) and returned in the order of ``papers``."""
     dev = resolve_device(device)
     papers = np.arange(model.n_papers) if papers is None else check_ids(papers, model.n_papers, "paper")
+    if papers.size == 0:
+        return torch.zeros(0, model.encoder.out_dim, device=dev)
     was_training = model.training
     model.eval().to(dev)
-    out = [model.item_repr(make_text_batch(texts, papers[s : s + batch_size], device=dev))
-           for s in range(0, papers.size, batch_size)]
+    by_length = np.argsort(np.asarray(texts.lengths)[papers], kind="stable")
+    out = torch.cat([model.item_repr(make_text_batch(texts, papers[by_length[s : s + batch_size]], device=dev))
+                     for s in range(0, papers.size, batch_size)])  # (n, K) in by_length order
     model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, model.encoder.out_dim, device=dev)
+    return out[torch.as_tensor(np.argsort(by_length), device=dev)]
 
 
 def score_fn(model: AskGRU, texts, papers=None, batch_size: int = 256, device="auto"):

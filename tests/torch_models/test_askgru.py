@@ -252,3 +252,146 @@ def test_frequent_tags_keeps_tags_on_enough_papers():
     assert ids.tolist() == [0] and kept.shape == (3, 1)
     with pytest.raises(ValueError, match="min_papers"):
         ag.frequent_tags(tags, min_papers=4)
+
+
+# ----------------------------------------------------------------------------- speed-ups keep the numbers
+
+
+def _torch_packed_reference(enc: ag.GRUEncoder, batch: TextBatch) -> torch.Tensor:
+    """The same encoder through ``nn.GRU`` on ``pack_padded_sequence``: what the packed loop replaces."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    lengths = batch.mask.sum(1).long()
+    width = batch.ids.shape[1]
+
+    def run(gru, x):
+        packed = pack_padded_sequence(x, lengths.clamp(min=1), batch_first=True, enforce_sorted=False)
+        return pad_packed_sequence(gru(packed)[0], batch_first=True, total_length=width)[0]
+
+    h2 = run(enc.gru2, run(enc.gru1, enc.embedding(batch.ids)))  # (B, L, hidden2)
+    return (h2 * batch.mask.unsqueeze(-1)).sum(1) / lengths.clamp(min=1).unsqueeze(-1)
+
+
+def test_packed_gru_loop_matches_torch_gru_values_and_gradients():
+    rng = np.random.default_rng(4)
+    lengths = np.array([7, 0, 3, 7, 1, 5, 2, 0, 6])  # ties, empty papers, one-token papers
+    ids = rng.integers(1, 30, size=(lengths.size, 9))
+    batch = _batch(ids, lengths)
+    enc = ag.GRUEncoder(30, 5, 4, 3, seed=2).double().eval()
+    batch.mask = batch.mask.double()
+    ours, ref = enc(batch), _torch_packed_reference(enc, batch)
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    assert torch.all(ours[[1, 7]] == 0)  # an empty paper encodes to zeros
+    w = torch.as_tensor(rng.normal(size=ours.shape))
+    g_ours = torch.autograd.grad((ours * w).sum(), list(enc.parameters()))
+    g_ref = torch.autograd.grad((ref * w).sum(), list(enc.parameters()))
+    for (name, _), a, b in zip(enc.named_parameters(), g_ours, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_pack_layout_by_hand():
+    pk = ag._pack(torch.tensor([2, 3, 0, 1]))
+    # longest first: rows 1 (3 tokens), 0 (2), 3 (1); row 2 is empty and never read
+    assert pk.sizes == [3, 2, 1]
+    assert pk.row.tolist() == [1, 0, 3, 1, 0, 1]
+    assert pk.pos.tolist() == [0, 0, 0, 1, 1, 2]
+    # row 1 read backwards: its tokens 2, 1, 0 sit at packed 5, 3, 0; row 0's tokens 1, 0 at 4, 1
+    assert pk.reverse.tolist() == [5, 4, 2, 3, 1, 0]
+
+
+@pytest.mark.parametrize("cls", [ag.EmbedEncoder, ag.GRUEncoder])
+def test_dedup_gives_the_same_loss_and_gradients(cls):
+    """Encoding each distinct paper once per batch (``dedup``) is exact when there is no dropout."""
+    rng = np.random.default_rng(5)
+    docs = [list(rng.integers(1, 25, size=n)) for n in (4, 2, 6, 3, 5)]
+    width = max(map(len, docs))
+    ids = np.array([d + [0] * (width - len(d)) for d in docs])
+    from course_lib.text import EncodedCorpus
+
+    lengths = np.array([len(d) for d in docs])
+    texts = EncodedCorpus(ids, (np.arange(width)[None] < lengths[:, None]).astype(np.float32), lengths)
+    papers = np.array([2, 0, 2, 4, 1, 2, 0, 3])  # paper 2 three times, paper 0 twice
+    users = torch.as_tensor(rng.integers(0, 6, size=papers.size))
+    target = torch.as_tensor(rng.integers(0, 2, size=papers.size).astype(np.float32))
+    kw = {"dropout": (0.0, 0.0, 0.0)} if cls is ag.GRUEncoder else {"dropout_emb": 0.0}
+    enc = cls(25, 6, 5, 4, seed=1, **kw) if cls is ag.GRUEncoder else cls(25, 6, seed=1, **kw)
+    model = ag.AskGRU(enc, 6, len(docs), n_tags=3, seed=1).train()
+    with torch.no_grad():
+        model.warm[[0, 2]] = True
+        model.item_emb.normal_(0, 0.3)
+    tags = torch.as_tensor(rng.integers(0, 2, size=(papers.size, 3)).astype(np.float32))
+    losses, grads = [], []
+    for dedup in (False, True):
+        f, idx = ag._batch_item_repr(model, texts, papers, torch.device("cpu"), dedup)
+        assert idx.tolist() == papers.tolist()
+        loss = ag.multitask_loss(ag.weighted_squared_loss(model.score_pairs(users, f, idx), target,
+                                                          torch.full((papers.size,), 2.0)),
+                                 ag.tag_loss(model.tag_logits(f), tags, 0.1), 0.5)
+        losses.append(loss.item())
+        grads.append(torch.autograd.grad(loss, list(model.parameters())))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6)
+    for (name, _), a, b in zip(model.named_parameters(), *grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_item_vectors_sorted_by_length_come_back_in_the_callers_order(planted):
+    data, vocab, enc, fold = planted
+    model = ag.AskGRU(ag.GRUEncoder(len(vocab), 6, 4, 4, seed=0), data.n_users, data.n_papers)
+    papers = np.array([5, 149, 0, 77, 5, 31])
+    together = ag.item_vectors(model, enc, papers, batch_size=4, device="cpu")
+    alone = torch.cat([ag.item_vectors(model, enc, [p], device="cpu") for p in papers])
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
+    assert ag.item_vectors(model, enc, np.array([], dtype=np.int64), device="cpu").shape == (0, 4)
+
+
+# ------------------------------------------------------------------------------ course bench askgru
+
+
+def test_bench_presets_keep_the_paper_as_default_and_let_options_override():
+    from course_lib.benchmarks import askgru as bench
+
+    paper = bench.parse_args([])
+    assert paper.preset == "paper" and bench.result_name(paper) == "askgru_paper"
+    assert (paper.emb_dim, paper.hidden1, paper.hidden2, paper.batch_users) == (
+        ag.EMB_DIM, ag.HIDDEN1, ag.HIDDEN2, ag.BATCH_USERS) == (200, 400, 200, 512)
+    assert paper.max_updates_gru == ag.MAX_UPDATES == 20_000
+    reduced = bench.parse_args(["--preset", "reduced", "--hidden1", "50"])
+    assert (reduced.emb_dim, reduced.hidden1, reduced.batch_users, reduced.lr) == (100, 50, 256, 1e-2)
+    assert reduced.ctr_k == 200 and bench.result_name(reduced) == "askgru"
+    quick = bench.parse_args(["--quick", "--text", "title+abstract"])
+    assert quick.preset == "quick" and bench.result_name(quick) == "askgru_title_abstract_quick"
+    assert {50, 100, 150, 200, 250, 300} <= set(bench.CURVE_M)
+
+
+def test_bench_draws_figure_3(tmp_path):
+    from course_lib.benchmarks import askgru as bench
+
+    curve = {f"Recall@{m}": m / 400 for m in bench.CURVE_M}
+    curves = {"GRU": {"warm": curve, "cold": curve}, "WMF": {"warm": curve, "cold": {k: None for k in curve}}}
+    path = tmp_path / "fig.png"
+    bench.plot_recall_at_m(curves, path, "test")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_bench_joins_folds_of_runs_with_the_same_settings_only(tmp_path):
+    import json
+
+    from course_lib.benchmarks import askgru as bench
+
+    args = bench.parse_args(["--preset", "reduced", "--fold", "1", "--models", "GRU"])
+    settings = {k: (",".join(v) if isinstance(v, list) else v) for k, v in vars(args).items()}
+    settings.update(folds="0,1", models="Embed")  # other models may join the table
+    earlier = {"settings": settings, "per_fold": [{"Embed": {"cold": {"recall": {"Recall@50": 0.25}}}},
+                                                  {"Embed": {"cold": {"recall": {"Recall@50": 0.5}}}}],
+               "speed": [{"threads": 1}]}
+    path = tmp_path / "askgru.json"
+    path.write_text(json.dumps(earlier))
+    got = bench._earlier_folds(args, path)
+    assert got["folds"] == [0, 1] and got["per_fold"][1]["Embed"]["cold"]["recall"]["Recall@50"] == 0.5
+    assert got["speed"] == [{"threads": 1}] and got["run"] == {"folds": "0,1"}
+    args.lr = 0.1
+    with pytest.raises(ValueError, match="lr: 0.01 there, 0.1 here"):
+        bench._earlier_folds(args, path)
+    with pytest.raises(ValueError, match="run the other folds first"):
+        bench._earlier_folds(args, tmp_path / "missing.json")
+    assert bench.result_name(bench.parse_args(["--preset", "reduced", "--name", "askgru_x"])) == "askgru_x"
