@@ -6,7 +6,9 @@ way the authors' original code is: a symbolic graph for one session-parallel min
 matrices. Options: ``loss`` (cross-entropy with optional ``logq``, bpr-max with ``bpreg``,
 top1-max, bpr, top1), ``n_sample`` extra negatives drawn with probability
 ``popularity ** sample_alpha``, ``embedding`` (0 = one-hot input), ``constrained_embedding``,
-``layers``, ``dropout_p_embed``, ``dropout_p_hidden``, ``final_act``, ``optimizer`` (Adagrad with
+``layers``, ``dropout_p_embed``, ``dropout_p_hidden``, ``dropout_state`` (the next step starts
+from the dropped-out hidden state, "dropped", as in the authors' code, or from the undropped one,
+"kept"), ``final_act``, ``optimizer`` (Adagrad with
 ``momentum`` as in the authors' code, or Adam), ``learning_rate``, ``batch_size``, ``n_epochs``.
 
 The GRU step is GRU4Rec's (paper eqs. 2-5, the classic Theano GRU): the reset gate multiplies
@@ -133,7 +135,8 @@ class GRU4Rec:
     def __init__(self, layers=(100,), loss="cross-entropy", final_act="linear", n_sample=2048, sample_alpha=0.75,
                  logq=0.0, bpreg=1.0, embedding=0, constrained_embedding=False, dropout_p_embed=0.0,
                  dropout_p_hidden=0.0, optimizer="adagrad", learning_rate=0.05, momentum=0.0, batch_size=32,
-                 n_epochs=10, sample_store_size=10_000_000, seed=0, dtype: str | None = None):
+                 n_epochs=10, sample_store_size=10_000_000, seed=0, dropout_state="dropped",
+                 dtype: str | None = None):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         if optimizer not in ("adagrad", "adam"):
@@ -144,6 +147,8 @@ class GRU4Rec:
         for name, p in (("dropout_p_embed", dropout_p_embed), ("dropout_p_hidden", dropout_p_hidden)):
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {p}")
+        if dropout_state not in ("kept", "dropped"):
+            raise ValueError(f"dropout_state must be 'kept' or 'dropped', got {dropout_state!r}")
         final_activation(final_act)
         self.params = dict(layers=layers, loss=loss, final_act=final_act, n_sample=int(n_sample),
                            sample_alpha=float(sample_alpha), logq=float(logq), bpreg=float(bpreg),
@@ -151,7 +156,7 @@ class GRU4Rec:
                            dropout_p_embed=float(dropout_p_embed), dropout_p_hidden=float(dropout_p_hidden),
                            optimizer=optimizer, learning_rate=float(learning_rate), momentum=float(momentum),
                            batch_size=int(batch_size), n_epochs=int(n_epochs),
-                           sample_store_size=int(sample_store_size), seed=int(seed))
+                           sample_store_size=int(sample_store_size), seed=int(seed), dropout_state=dropout_state)
         for k, v in self.params.items():
             setattr(self, k, v)
         self.dtype = dtype or floatX()
@@ -221,8 +226,8 @@ class GRU4Rec:
             if k > 0:
                 gi = T.dot(out, self.W[f"Wx{k}"]) + self.W[f"b{k}"]
             h = self._gru(k, gi, H[k])
-            new_h.append(h)
-            out = dropout(h, self.dropout_p_hidden, stream, train)  # the state keeps h undropped
+            out = dropout(h, self.dropout_p_hidden, stream, train)
+            new_h.append(out if self.dropout_state == "dropped" else h)  # as the PyTorch track
         return out, new_h
 
     def _hidden_inputs(self, tag: str) -> list:

@@ -111,3 +111,25 @@ def test_hidden_state_resets_only_the_given_slots(trained_pair):
     np.testing.assert_array_equal(model._H[0][[0, 2]], before[0][[0, 2]])
     with pytest.raises(ValueError, match="column indices"):
         model.score_next(np.array([0, 1, len(model.item_ids)]))
+
+
+@pytest.mark.parametrize("state", ["dropped", "kept"])
+def test_hidden_dropout_and_the_carried_state(state):
+    """As the PyTorch track: the next step starts from the dropped-out state only with "dropped"."""
+    from course_lib.theano_models.compat import RandomStream
+
+    m = tg.GRU4Rec(layers=[50], dropout_p_hidden=0.5, dropout_state=state, embedding=8, dtype="float64")
+    m._init_weights(20)
+    gi0, h0 = T.matrix("gi0", dtype="float64"), T.matrix("h0", dtype="float64")
+    stream = RandomStream(0)
+    out, (h_new,) = m._layers(gi0, [h0], True, stream)
+    _, (h_clean,) = m._layers(gi0, [h0], False, stream)
+    f = function([gi0, h0], [out, h_new, h_clean], updates=stream.pop_updates())
+    rng = np.random.default_rng(0)
+    out_v, h_v, clean = f(rng.normal(size=(4, 150)), rng.normal(size=(4, 50)) * 0.1)
+    dropped = out_v == 0
+    assert 0.3 < dropped.mean() < 0.7  # about half the units dropped
+    np.testing.assert_allclose(out_v[~dropped], 2 * clean[~dropped])  # the rest scaled by 1 / (1 - p)
+    np.testing.assert_array_equal(h_v, out_v if state == "dropped" else clean)
+    with pytest.raises(ValueError, match="dropout_state must be 'kept' or 'dropped'"):
+        tg.GRU4Rec(dropout_state="sometimes")
