@@ -14,7 +14,9 @@ torch:
 * :func:`check_finite`: stop at the first batch whose loss is NaN or infinite, and say why;
 * :class:`EarlyStopping`: validation Recall@M after each epoch, the best epoch's weights kept;
 * :func:`noise_cdf`, :func:`check_p2v_sizes`, :func:`sample_words`: level (c)'s PV-DBOW word
-  sampling (Le & Mikolov 2014 with the negative sampling of Mikolov et al. 2013, eq. 4).
+  sampling (Le & Mikolov 2014 with the negative sampling of Mikolov et al. 2013, eq. 4);
+* :func:`sample_user_pairs`: Ask the GRU's mini-batches (users with one positive and one negative
+  paper each), drawn the same way by both tracks.
 """
 from __future__ import annotations
 
@@ -268,3 +270,24 @@ def sample_words(ids, mask, n_words: int, negative: int, cdf: np.ndarray,
     # clipped: rounding can leave cdf[-1] a hair below 1
     noise = np.minimum(np.searchsorted(cdf, rng.random((n_words, negative)), side="right"), len(cdf) - 1)  # (T, K)
     return words, noise
+
+
+# --- Ask the GRU (both tracks) ------------------------------------------------------------------
+
+def sample_user_pairs(likes: sp.csr_matrix, users_pool: np.ndarray, train_papers: np.ndarray,
+                      batch_users: int, rng: np.random.Generator):
+    """One Ask-the-GRU mini-batch (section 4.1.2): ``min(batch_users, len(users_pool))`` distinct
+    users, one liked and one not-liked training paper each. Returns ``(users, pos, neg)`` index
+    arrays of equal length. Both tracks draw through this, so one generator gives both the same
+    batches. A negative that the user likes is redrawn (up to 100 rounds, which rare clashes never
+    reach in practice)."""
+    users = rng.choice(users_pool, size=min(batch_users, users_pool.size), replace=False)
+    starts, ends = likes.indptr[users], likes.indptr[users + 1]
+    pos = likes.indices[starts + (rng.random(users.size) * (ends - starts)).astype(np.int64)]
+    neg = train_papers[rng.integers(0, train_papers.size, users.size)]
+    for _ in range(100):
+        clash = np.asarray(likes[users, neg]).ravel() > 0
+        if not clash.any():
+            break
+        neg[clash] = train_papers[rng.integers(0, train_papers.size, int(clash.sum()))]
+    return users, pos, neg

@@ -51,6 +51,7 @@ def bench_hybrid(level: str, tier: str, n_steps: int, seed: int, dim: int) -> di
     import torch
 
     from course_lib.theano_models import askgru as ta
+    from course_lib.training import sample_user_pairs
     from course_lib.theano_models import hybrid as th
     from course_lib.torch_models import askgru as pa
     from course_lib.torch_models import content as tc
@@ -106,6 +107,7 @@ def bench_askgru(tier: str, n_steps: int, seed: int, dim: int) -> dict:
     import torch
 
     from course_lib.theano_models import askgru as ta
+    from course_lib.training import sample_user_pairs
     from course_lib.theano_models.hybrid import PaperTexts
     from course_lib.torch_models import askgru as pa
     from course_lib.torch_models.utils import TextBatch
@@ -128,7 +130,7 @@ def bench_askgru(tier: str, n_steps: int, seed: int, dim: int) -> dict:
     texts, rng = PaperTexts.from_corpus(corpus), np.random.default_rng(seed)
     batches = []
     for _ in range(n_steps + 2):
-        users, pos, neg = ta._sample_batch(likes, users_pool, papers_pool, 64, rng)
+        users, pos, neg = sample_user_pairs(likes, users_pool, papers_pool, 64, rng)
         papers, u = np.concatenate([pos, neg]), np.concatenate([users, users])
         target = np.r_[np.ones(users.size), np.zeros(users.size)].astype(np.float32)
         batches.append((*texts.batch(papers), u, target, conf[u], tags[papers].toarray()))

@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from course_lib.data import check_ids
+from course_lib.training import sample_user_pairs
 from course_lib.theano_models.compat import (
     Params, RandomStream, T, adam, dropout, function, log_sigmoid, scan, sigmoid,
 )
@@ -262,21 +263,6 @@ def compile_train_step(model: AskGRU, lambda_mtl: float = 1.0, tag_neg_weight: f
                     updates=updates + stream.pop_updates(), name="askgru_step")
 
 
-def _sample_batch(likes: sp.csr_matrix, users_pool, train_papers, batch_users, rng):
-    """``B`` users, one liked and one not-liked training paper each (section 4.1.2); the same
-    draws as the PyTorch track for the same generator."""
-    users = rng.choice(users_pool, size=min(batch_users, users_pool.size), replace=False)
-    starts, ends = likes.indptr[users], likes.indptr[users + 1]
-    pos = likes.indices[starts + (rng.random(users.size) * (ends - starts)).astype(np.int64)]
-    neg = train_papers[rng.integers(0, train_papers.size, users.size)]
-    for _ in range(100):  # resample the few negatives that the user actually liked
-        clash = np.asarray(likes[users, neg]).ravel() > 0
-        if not clash.any():
-            break
-        neg[clash] = train_papers[rng.integers(0, train_papers.size, int(clash.sum()))]
-    return users, pos, neg
-
-
 def fit(model: AskGRU, likes, texts, *, tags=None, lambda_mtl: float = 1.0, tag_neg_weight: float = 0.01,
         train_papers=None, valid_likes=None, valid_papers=None, valid_exclude=None, valid_k: int = 50,
         batch_users: int = BATCH_USERS, max_updates: int = MAX_UPDATES, lr: float = 1e-3, reg_user: float = REG_USER,
@@ -317,7 +303,7 @@ def fit(model: AskGRU, likes, texts, *, tags=None, lambda_mtl: float = 1.0, tag_
     n_pairs, train_seconds, start = 0, 0.0, time.perf_counter()
     for step in tqdm(range(1, max_updates + 1), disable=not progress, desc="GRU (Theano)", leave=False):
         t1 = time.perf_counter()
-        users, pos, neg = _sample_batch(likes, users_pool, train_papers, batch_users, rng)
+        users, pos, neg = sample_user_pairs(likes, users_pool, train_papers, batch_users, rng)
         papers = np.concatenate([pos, neg])  # (2B,)
         u = np.concatenate([users, users])
         target = np.r_[np.ones(users.size), np.zeros(users.size)]

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from course_lib.data import check_ids
+from course_lib.training import sample_user_pairs
 from course_lib.torch_models.content import make_text_batch
 from course_lib.torch_models.utils import TextBatch, resolve_device, seed_everything
 
@@ -360,20 +361,6 @@ class History:
         return dict(self.__dict__)
 
 
-def _sample_batch(likes: sp.csr_matrix, users_pool, train_papers, batch_users, rng):
-    """``B`` users, one liked and one not-liked training paper each (section 4.1.2)."""
-    users = rng.choice(users_pool, size=min(batch_users, users_pool.size), replace=False)
-    starts, ends = likes.indptr[users], likes.indptr[users + 1]
-    pos = likes.indices[starts + (rng.random(users.size) * (ends - starts)).astype(np.int64)]
-    neg = train_papers[rng.integers(0, train_papers.size, users.size)]
-    for _ in range(100):  # resample the few negatives that the user actually liked
-        clash = np.asarray(likes[users, neg]).ravel() > 0
-        if not clash.any():
-            break
-        neg[clash] = train_papers[rng.integers(0, train_papers.size, int(clash.sum()))]
-    return users, pos, neg
-
-
 def _batch_item_repr(model: AskGRU, texts, papers: np.ndarray, dev, dedup: bool):
     """``f(X_j)`` for the batch's papers ``(len(papers), K)`` and their indices on ``dev``.
 
@@ -476,7 +463,7 @@ def fit(
     for step in bar:
         t0 = time.perf_counter()
         model.train()
-        users, pos, neg = _sample_batch(likes, users_pool, train_papers, batch_users, rng)
+        users, pos, neg = sample_user_pairs(likes, users_pool, train_papers, batch_users, rng)
         papers = np.concatenate([pos, neg])  # (2B,)
         u = torch.as_tensor(np.concatenate([users, users]), device=dev)
         target = torch.cat([torch.ones(users.size), torch.zeros(users.size)]).to(dev)
