@@ -356,7 +356,7 @@ def test_bench_presets_keep_the_paper_as_default_and_let_options_override():
         ag.EMB_DIM, ag.HIDDEN1, ag.HIDDEN2, ag.BATCH_USERS) == (200, 400, 200, 512)
     assert paper.max_updates_gru == ag.MAX_UPDATES == 20_000
     reduced = bench.parse_args(["--preset", "reduced", "--hidden1", "50"])
-    assert (reduced.emb_dim, reduced.hidden1, reduced.batch_users, reduced.lr) == (100, 50, 256, 1e-2)
+    assert (reduced.emb_dim, reduced.hidden1, reduced.batch_users, reduced.lr) == (100, 50, 256, 3e-3)
     assert reduced.ctr_k == 200 and bench.result_name(reduced) == "askgru"
     quick = bench.parse_args(["--quick", "--text", "title+abstract"])
     assert quick.preset == "quick" and bench.result_name(quick) == "askgru_title_abstract_quick"
@@ -390,7 +390,7 @@ def test_bench_joins_folds_of_runs_with_the_same_settings_only(tmp_path):
     assert got["folds"] == [0, 1] and got["per_fold"][1]["Embed"]["cold"]["recall"]["Recall@50"] == 0.5
     assert got["speed"] == [{"threads": 1}] and got["run"] == {"folds": "0,1"}
     args.lr = 0.1
-    with pytest.raises(ValueError, match="lr: 0.01 there, 0.1 here"):
+    with pytest.raises(ValueError, match="lr: 0.003 there, 0.1 here"):
         bench._earlier_folds(args, path)
     with pytest.raises(ValueError, match="run the other folds first"):
         bench._earlier_folds(args, tmp_path / "missing.json")
