@@ -37,7 +37,8 @@ FAKE = textwrap.dedent('''
         def __init__(self, layers=[100], n_epochs=2, device=None, **kwargs):
             self.layers, self.n_epochs, self.kwargs = layers, n_epochs, kwargs
 
-        def fit(self, data):
+        def fit(self, data, compatibility_mode=True):
+            self.compatibility_mode = compatibility_mode
             self.data_iterator = SessionDataIterator(data)
             counts = data.groupby("ItemId").size()[self.data_iterator.itemidmap.index.values]
             self.model = GRU4RecModel(counts.to_numpy().astype(np.float64))
@@ -99,6 +100,10 @@ def test_fake_official_model_is_scored_like_our_pop_baseline(fake_dir):
     gru, epochs, secs = bo.train_official(module, dict(layers=[4], n_epochs=2), data.train, seed=0)
     assert epochs == [{"epoch": 1, "loss": 1.5, "events_per_s": 1000.0}, {"epoch": 2, "loss": 0.5, "events_per_s": 2000.0}]
     assert secs >= 0
+    assert gru.compatibility_mode  # its fixed numpy-seed weights by default
+    assert not bo.train_official(module, dict(layers=[4], n_epochs=1), data.train, seed=0, init="seeded")[0].compatibility_mode
+    with pytest.raises(ValueError, match="'fixed' or 'seeded'"):
+        bo.train_official(module, dict(layers=[4], n_epochs=1), data.train, seed=0, init="random")
     got = evaluate_sessions(bo.OfficialScorer(gru), data.test, cutoffs=(20,))
     want = evaluate_sessions(Pop().fit(data.train), data.test, cutoffs=(20,))
     assert got["Recall@20"] == pytest.approx(want["Recall@20"], abs=1e-12)

@@ -153,16 +153,21 @@ class OfficialScorer:
 _EPOCH_LINE = re.compile(r"Epoch(\d+) --> loss: ([0-9.naeif+-]+).*\[([0-9.]+) mb/s \| ([0-9.]+) e/s\]")
 
 
-def train_official(module, kwargs: dict, train: pd.DataFrame, seed: int) -> tuple[object, list[dict], float]:
+def train_official(module, kwargs: dict, train: pd.DataFrame, seed: int,
+                   init: str = "fixed") -> tuple[object, list[dict], float]:
     """Fit the official model (its sample store and dropout draw from torch's global generator,
-    seeded here; its weights come from its own fixed numpy seed 42). Returns the model, one dict per
-    epoch parsed from what it prints (loss, events/s), and the wall time of ``fit`` in seconds."""
+    seeded here). ``init="fixed"``: its weights come from its own fixed numpy seed 42 (its default
+    "compatibility mode"); ``init="seeded"``: from torch's generator, so they change with ``seed``
+    as ours do. Returns the model, one dict per epoch parsed from what it prints (loss, events/s),
+    and the wall time of ``fit`` in seconds."""
+    if init not in ("fixed", "seeded"):
+        raise ValueError(f"init must be 'fixed' or 'seeded', got {init!r}")
     torch.manual_seed(seed)
     gru = module.GRU4Rec(device=torch.device("cpu"), **kwargs)
     out = io.StringIO()
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(out):
-        gru.fit(train.copy())  # it sorts the frame in place
+        gru.fit(train.copy(), compatibility_mode=init == "fixed")  # it sorts the frame in place
     secs = time.perf_counter() - t0
     if getattr(gru, "error_during_train", False):
         raise RuntimeError(f"the official GRU4Rec stopped with a NaN loss for {kwargs}:\n{out.getvalue()[-2000:]}")
@@ -186,6 +191,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ours-options", default="",
                    help="extra GRU4Rec options for our model, e.g. 'reset_after=True,dropout_state=kept'; "
                         "several sets separated by ';' give one row each (the official model is trained once)")
+    p.add_argument("--official-init", choices=("fixed", "seeded"), default="fixed",
+                   help="fixed: the official weights start from its numpy seed 42 whatever --seeds says (its "
+                        "default); seeded: from torch's generator seeded with each seed, as ours do")
     p.add_argument("--skip-official", action="store_true", help="train only ours (for ablations of --ours-options)")
     p.add_argument("--speed-repeats", type=int, default=0,
                    help="instead of the accuracy table: train one epoch of each model this many times, "
@@ -255,7 +263,8 @@ def run(args, module, batch_eval, data) -> list[dict]:
             row["official"] = f"loss {ours.loss!r} / final_act {ours.final_act!r} not in the official PyTorch code"
         else:
             if (name, seed) not in official_rows:
-                official_rows[name, seed] = _official_row(module, batch_eval, kw, data, seed, args.eval_batch)
+                official_rows[name, seed] = _official_row(module, batch_eval, kw, data, seed, args.eval_batch,
+                                                          args.official_init)
             row.update(official_rows[name, seed])
             row["diff Recall@20"] = round(row["ours Recall@20"] - row["official Recall@20"], 4)
             row["diff MRR@20"] = round(row["ours MRR@20"] - row["official MRR@20"], 4)
@@ -264,11 +273,11 @@ def run(args, module, batch_eval, data) -> list[dict]:
     return rows
 
 
-def _official_row(module, batch_eval, kw: dict, data, seed: int, eval_batch: int) -> dict:
+def _official_row(module, batch_eval, kw: dict, data, seed: int, eval_batch: int, init: str = "fixed") -> dict:
     """Train the official model once and score it with our evaluation (and its own, if given)."""
     from course_lib.evaluation import evaluate_sessions
 
-    gru, hist, off_s = train_official(module, kw, data.train, seed)
+    gru, hist, off_s = train_official(module, kw, data.train, seed, init)
     res = evaluate_sessions(OfficialScorer(gru), data.test, cutoffs=(20,), ties="average", batch_size=eval_batch)
     row = {"official Recall@20": round(res["Recall@20"], 4), "official MRR@20": round(res["MRR@20"], 4),
            "official train events/s": round(hist[-1]["events_per_s"]) if hist else None,
@@ -331,8 +340,12 @@ def main(argv=None) -> int:
         "`Recall@20`/`MRR@20` come from our `evaluate_sessions` for both (next item ranked against all "
         "training items, ties averaged); `(its eval)` is the official `batch_eval` (ties counted against "
         "the target). `train events/s` is the last epoch, as each code measures it; `fit s` is the whole "
-        "`fit` call (the official one includes drawing its 10M-item sample store). The official weights "
-        "always start from its fixed numpy seed 42 (compatibility mode, its default); `seed` drives its "
+        "`fit` call (the official one includes drawing its 10M-item sample store). "
+        + ("The official weights always start from its fixed numpy seed 42 (compatibility mode, its default); "
+           if args.official_init == "fixed" else
+           "The official weights are drawn from torch's generator seeded with `seed` (`--official-init seeded`, "
+           "its compatibility mode off), so they change with the seed as ours do; ")
+        + "`seed` drives its "
         "sampling and dropout through torch's global generator, and everything in ours. The official "
         f"code is {OFFICIAL_URL}, run unmodified except the numpy 2 / pandas 2 shims of "
         "`course_lib/benchmarks/gru4rec_official.py`. One torch thread each; load average (1 min) at "
@@ -341,7 +354,7 @@ def main(argv=None) -> int:
     )
     settings = {"tier": args.tier, "epochs": args.epochs, "sampled_epochs": args.sampled_epochs,
                 "seeds": args.seeds, "noise_model": args.noise_model, "noise_seed": args.noise_seed,
-                "ours_options": args.ours_options, "threads": args.threads, "eval_batch": args.eval_batch, "device": "cpu", "ties": "average"}
+                "ours_options": args.ours_options, "official_init": args.official_init, "threads": args.threads, "eval_batch": args.eval_batch, "device": "cpu", "ties": "average"}
     columns = ["model", "seed", "epochs", "ours options", "ours Recall@20", "official Recall@20", "diff Recall@20",
                "ours MRR@20", "official MRR@20", "diff MRR@20", "official Recall@20 (its eval)",
                "official MRR@20 (its eval)", "ours train events/s", "official train events/s",
