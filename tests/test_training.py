@@ -12,7 +12,8 @@ from course_lib.training import (
 )
 
 
-@pytest.mark.parametrize("module", ["course_lib.training", "course_lib.theano_models.hybrid"])
+@pytest.mark.parametrize("module", ["course_lib.training", "course_lib.theano_models.hybrid",
+                                    "course_lib.sessions", "course_lib.theano_models.gru4rec"])
 def test_no_torch_on_the_import_path(module):
     # the Theano track must run where torch is not installed (original Theano 1.0.5 environment)
     code = f"import sys, {module}; assert 'torch' not in sys.modules, 'torch was imported'"

@@ -16,9 +16,10 @@ The GRU step is GRU4Rec's (paper eqs. 2-5, the classic Theano GRU): the reset ga
 ``h' = (1 - z) h + z h_cand``. The PyTorch track of GRU4Rec writes the same step by hand (it
 does not use ``torch.nn.GRU``), so the two tracks agree to rounding.
 
-Session-parallel batches come from :func:`course_lib.torch_models.gru4rec.session_parallel_batches`
-(numpy only), so both tracks see exactly the same steps; the fitted model follows the session
-scorer protocol (``item_ids``, ``reset``, ``reset_slots``, ``score_next``).
+Data preparation, session-parallel batches, negative samples and argument checks come from
+:mod:`course_lib.sessions` (numpy only, no torch), so both tracks see exactly the same steps and
+negatives; the fitted model follows the session scorer protocol (``item_ids``, ``reset``,
+``reset_slots``, ``score_next``).
 """
 from __future__ import annotations
 
@@ -30,9 +31,10 @@ import pandas as pd
 from course_lib.theano_models.compat import (
     Params, RandomStream, T, dropout, elu, floatX, function, log_sigmoid, log_softmax, sigmoid, theano,
 )
-from course_lib.torch_models.gru4rec import _SampleStore, session_parallel_batches, training_arrays
+from course_lib.sessions import (  # noqa: F401 (LOSSES: re-exported)
+    LOSSES, SampleStore, gru4rec_params, session_parallel_batches, training_arrays,
+)
 
-LOSSES = ("cross-entropy", "bpr-max", "top1-max", "bpr", "top1")
 _BIG = 1e30  # stands in for infinity when a column is masked out of a softmax
 
 
@@ -137,26 +139,12 @@ class GRU4Rec:
                  dropout_p_hidden=0.0, optimizer="adagrad", learning_rate=0.05, momentum=0.0, batch_size=32,
                  n_epochs=10, sample_store_size=10_000_000, seed=0, dropout_state="dropped",
                  dtype: str | None = None):
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-        if optimizer not in ("adagrad", "adam"):
-            raise ValueError(f"optimizer must be 'adagrad' or 'adam', got {optimizer!r}")
-        layers = [int(layers)] if np.isscalar(layers) else [int(h) for h in layers]
-        if not layers or min(layers) < 1:
-            raise ValueError(f"layers must be a list of positive hidden sizes, got {layers}")
-        for name, p in (("dropout_p_embed", dropout_p_embed), ("dropout_p_hidden", dropout_p_hidden)):
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {p}")
-        if dropout_state not in ("kept", "dropped"):
-            raise ValueError(f"dropout_state must be 'kept' or 'dropped', got {dropout_state!r}")
-        final_activation(final_act)
-        self.params = dict(layers=layers, loss=loss, final_act=final_act, n_sample=int(n_sample),
-                           sample_alpha=float(sample_alpha), logq=float(logq), bpreg=float(bpreg),
-                           embedding=int(embedding), constrained_embedding=bool(constrained_embedding),
-                           dropout_p_embed=float(dropout_p_embed), dropout_p_hidden=float(dropout_p_hidden),
-                           optimizer=optimizer, learning_rate=float(learning_rate), momentum=float(momentum),
-                           batch_size=int(batch_size), n_epochs=int(n_epochs),
-                           sample_store_size=int(sample_store_size), seed=int(seed), dropout_state=dropout_state)
+        self.params = gru4rec_params(
+            layers=layers, loss=loss, final_act=final_act, n_sample=n_sample, sample_alpha=sample_alpha, logq=logq,
+            bpreg=bpreg, embedding=embedding, constrained_embedding=constrained_embedding,
+            dropout_p_embed=dropout_p_embed, dropout_p_hidden=dropout_p_hidden, optimizer=optimizer,
+            learning_rate=learning_rate, momentum=momentum, batch_size=batch_size, n_epochs=n_epochs,
+            sample_store_size=sample_store_size, seed=seed, dropout_state=dropout_state)
         for k, v in self.params.items():
             setattr(self, k, v)
         self.dtype = dtype or floatX()
@@ -333,9 +321,9 @@ class GRU4Rec:
         p_sample = pop**self.sample_alpha / (pop**self.sample_alpha).sum()
         log_p_target, log_p_sample = np.log(p_target), np.log(p_sample)
         n_steps = sum(1 for _ in session_parallel_batches(offsets, self.batch_size))
-        # the PyTorch track's store, kept in numpy: the same negatives for the same seed
-        sampler = _SampleStore(p_sample, self.n_sample, self.sample_store_size, self.seed + 2,
-                               device=None, max_chunks=n_steps * self.n_epochs)
+        # the PyTorch track's store (numpy here): the same negatives for the same seed
+        sampler = SampleStore(p_sample, self.n_sample, self.sample_store_size, self.seed + 2,
+                              max_chunks=n_steps * self.n_epochs)
         t0 = time.perf_counter()
         step_fn = self._compile_train_step()
         self.compile_seconds["train_step"] = time.perf_counter() - t0

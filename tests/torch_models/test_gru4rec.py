@@ -124,6 +124,8 @@ def test_final_activation_names():
     assert torch.allclose(g.final_activation("leaky-0.1")(x), torch.tensor([-0.2, 0.5]))
     with pytest.raises(ValueError, match="final_act"):
         g.final_activation("softplus")
+    with pytest.raises(ValueError, match="after 'elu-' must be a number"):  # checked before any training
+        g.GRU4Rec(final_act="elu-x")
 
 
 # ------------------------------------------------------------------ optimiser
