@@ -119,3 +119,56 @@ def test_main_writes_both_columns(fake_dir, tmp_path):
     assert row["model"] == "GRU4Rec XE-100" and row["official train events/s"] == 1000
     assert row["diff Recall@20"] == pytest.approx(row["ours Recall@20"] - row["official Recall@20"], abs=1e-4)
     assert 0.0 < row["ours Recall@20"] <= 1.0
+
+
+def _official_layout_module(h: int, first_seen: np.ndarray):
+    """A stand-in with the official classes' layout: GRU gates in the order (candidate, r, z), one
+    input-side bias, output weights and bias, items numbered by first appearance."""
+    from types import SimpleNamespace
+
+    n = len(first_seen)
+
+    class SessionDataIterator:
+        def __init__(self, data, batch_size, n_sample=0, device=None):
+            self.itemidmap, self.n_items = pd.Series(np.arange(n), index=first_seen), n
+
+    class GRU4RecModel:
+        def __init__(self, n_items, layers, *args):
+            g = torch.Generator().manual_seed(7)  # the same "fixed" weights every time
+            self.GE = SimpleNamespace(Wx0=torch.nn.Embedding(n_items, 3 * h), Wh0=torch.randn(h, 3 * h, generator=g),
+                                      Bh0=torch.randn(3 * h, generator=g))
+            self.GE.Wx0.weight.data = torch.randn(n_items, 3 * h, generator=g)
+            self.Wy, self.By = torch.nn.Embedding(n_items, h), torch.nn.Embedding(n_items, 1)
+            self.Wy.weight.data, self.By.weight.data = torch.randn(n_items, h, generator=g), torch.randn(n_items, 1, generator=g)
+
+        def _reset_weights_to_compatibility_mode(self):
+            pass
+
+    return SimpleNamespace(SessionDataIterator=SessionDataIterator, GRU4RecModel=GRU4RecModel)
+
+
+def test_ours_from_official_initial_weights_computes_the_official_gru_step():
+    from course_lib.data import load_sessions
+
+    h, train = 4, load_sessions("tiny").train
+    first_seen = train["ItemId"].unique()
+    module = _official_layout_module(h, first_seen)
+    ours = bo.ours_from_official_init(module, train, layers=[h], loss="bpr-max", n_sample=0, reset_after=True,
+                                      n_epochs=1, seed=0, device="cpu")
+    ours.item_ids = np.unique(train["ItemId"])
+    ours._init_weights(len(ours.item_ids))
+    ref = module.GRU4RecModel(len(first_seen), [h])
+    pos = pd.Series(np.arange(len(first_seen)), index=first_seen)[ours.item_ids].to_numpy().copy()  # official row of our item j
+    H = torch.zeros(3, h)
+    ours.reset(3)
+    for x in ([0, 5, 9], [2, 2, 40]):
+        vx = ref.GE.Wx0.weight[pos[x]] + ref.GE.Bh0
+        vh = H @ ref.GE.Wh0
+        r = torch.sigmoid(vx[:, h:2 * h] + vh[:, h:2 * h])
+        z = torch.sigmoid(vx[:, 2 * h:] + vh[:, 2 * h:])
+        H = (1 - z) * H + z * torch.tanh(r * vh[:, :h] + vx[:, :h])
+        want = (H @ ref.Wy.weight.T + ref.By.weight.T)[:, pos]  # columns in our item order
+        assert torch.allclose(ours.score_next(np.array(x)), want, atol=1e-5)
+    with pytest.raises(ValueError, match="one-layer model with one-hot input"):
+        bo.official_initial_weights(module, train, dict(layers=[h, h], embedding=0, constrained_embedding=False,
+                                                        batch_size=32), ours.item_ids)

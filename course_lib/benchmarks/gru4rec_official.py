@@ -176,6 +176,55 @@ def train_official(module, kwargs: dict, train: pd.DataFrame, seed: int,
     return gru, epochs, secs
 
 
+def official_initial_weights(module, train: pd.DataFrame, params: dict, item_ids: np.ndarray) -> dict:
+    """The official model's initial weights (its fixed numpy seed 42, "compatibility mode") in our
+    layout, for a one-layer model with one-hot input (the BPR-max configuration).
+
+    Official: ``Wx0`` (n_items, 3h) and ``Wh0`` (h, 3h) in gate order (candidate, r, z), one bias
+    ``Bh0`` on the input side, ``Wy`` (n_items, h) and ``By``, items numbered by first appearance.
+    Ours: ``Wx0`` (n_items, 3h) in order (r, z, candidate), ``Wrz0`` (h, 2h), ``Wh0`` (h, h),
+    ``b0``, ``Wy`` with the bias as its last column, items sorted by id (``item_ids``). With
+    ``reset_after=True`` both compute the same GRU step, so both start from the same function."""
+    L = list(params["layers"])
+    if len(L) != 1 or params["embedding"] or params["constrained_embedding"]:
+        raise ValueError("official_initial_weights maps only a one-layer model with one-hot input "
+                         f"(embedding=0, constrained_embedding=False), got layers={L}, embedding="
+                         f"{params['embedding']}, constrained_embedding={params['constrained_embedding']}")
+    h = L[0]
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints whether it had to sort the frame
+        it = module.SessionDataIterator(train.copy(), params["batch_size"], n_sample=0, device=torch.device("cpu"))
+    model = module.GRU4RecModel(it.n_items, L, 0.0, 0.0, 0, False)
+    model._reset_weights_to_compatibility_mode()
+    pos = torch.as_tensor(np.array(it.itemidmap[item_ids].to_numpy()))  # official row of each of our items
+    if len(pos) != it.n_items:
+        raise ValueError(f"the official model has {it.n_items} items, ours {len(pos)}: not the same training data")
+    wx = model.GE.Wx0.weight.detach()[pos]  # (n_items, 3h): candidate, r, z
+    wh = model.GE.Wh0.detach()  # (h, 3h)
+    b = model.GE.Bh0.detach()
+    c, r, z = slice(0, h), slice(h, 2 * h), slice(2 * h, 3 * h)
+    return {"Wx0": torch.cat([wx[:, r], wx[:, z], wx[:, c]], 1).clone(),
+            "Wrz0": torch.cat([wh[:, r], wh[:, z]], 1).clone(), "Wh0": wh[:, c].clone(),
+            "b0": torch.cat([b[r], b[z], b[c]]).clone(),
+            "Wy": torch.cat([model.Wy.weight.detach()[pos], model.By.weight.detach()[pos]], 1).clone()}
+
+
+def ours_from_official_init(module, train: pd.DataFrame, **kwargs):
+    """Our ``GRU4Rec`` whose ``fit`` starts from the official model's initial weights
+    (:func:`official_initial_weights`) instead of drawing its own; everything else (negatives,
+    dropout) still comes from ``seed``."""
+    from course_lib.torch_models.gru4rec import GRU4Rec
+
+    class _FromOfficial(GRU4Rec):
+        def _init_weights(self, n_items: int):
+            super()._init_weights(n_items)
+            for k, v in official_initial_weights(module, train, self.params, self.item_ids).items():
+                if self.W[k].shape != v.shape:
+                    raise ValueError(f"{k}: ours {tuple(self.W[k].shape)}, official {tuple(v.shape)}")
+                self.W[k] = v.to(self.device)
+
+    return _FromOfficial(**kwargs)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="course bench gru4rec-official", description=__doc__.split("\n\n")[0])
     p.add_argument("--official-dir", default=None,
@@ -194,6 +243,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--official-init", choices=("fixed", "seeded"), default="fixed",
                    help="fixed: the official weights start from its numpy seed 42 whatever --seeds says (its "
                         "default); seeded: from torch's generator seeded with each seed, as ours do")
+    p.add_argument("--ours-init", choices=("seeded", "official"), default="seeded",
+                   help="seeded: our weights are drawn from the seed (default); official: ours start from the "
+                        "official model's fixed initial weights (one-layer one-hot models only)")
     p.add_argument("--skip-official", action="store_true", help="train only ours (for ablations of --ours-options)")
     p.add_argument("--speed-repeats", type=int, default=0,
                    help="instead of the accuracy table: train one epoch of each model this many times, "
@@ -209,6 +261,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"unknown models {unknown}; choose from {list(CONFIGS)}")
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.noise_model = [m.strip() for m in args.noise_model.split(",") if m.strip()]
+    if args.ours_init == "official" and args.official_dir is None:
+        p.error("--ours-init official needs --official-dir (the initial weights come from the official code)")
     if args.official_dir is None and not args.skip_official:
         p.error(f"--official-dir is required: {_HOW}")
     args.ours_option_sets = [_parse_options(t, p) for t in args.ours_options.split(";")]
@@ -246,7 +300,9 @@ def run(args, module, batch_eval, data) -> list[dict]:
     for name, seed, opts in jobs:
         cfg = CONFIGS[name]
         epochs = args.sampled_epochs if cfg.get("n_sample") else args.epochs
-        ours = GRU4Rec(layers=[100], n_epochs=epochs, seed=seed, device="cpu", **{**cfg, **opts})
+        kw_ours = dict(layers=[100], n_epochs=epochs, seed=seed, device="cpu", **{**cfg, **opts})
+        ours = (ours_from_official_init(module, data.train, **kw_ours) if args.ours_init == "official"
+                else GRU4Rec(**kw_ours))
         t0 = time.perf_counter()
         ours.fit(data.train, progress=False)
         ours_s = time.perf_counter() - t0
@@ -324,7 +380,8 @@ def main(argv=None) -> int:
     from course_lib.data import load_sessions
 
     args = parse_args(argv)
-    module, batch_eval = (None, None) if args.skip_official else load_official(args.official_dir)
+    need = not args.skip_official or args.ours_init == "official"
+    module, batch_eval = load_official(args.official_dir) if need else (None, None)
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()[0]
     data = load_sessions(args.tier)
@@ -354,7 +411,7 @@ def main(argv=None) -> int:
     )
     settings = {"tier": args.tier, "epochs": args.epochs, "sampled_epochs": args.sampled_epochs,
                 "seeds": args.seeds, "noise_model": args.noise_model, "noise_seed": args.noise_seed,
-                "ours_options": args.ours_options, "official_init": args.official_init, "threads": args.threads, "eval_batch": args.eval_batch, "device": "cpu", "ties": "average"}
+                "ours_options": args.ours_options, "official_init": args.official_init, "ours_init": args.ours_init, "threads": args.threads, "eval_batch": args.eval_batch, "device": "cpu", "ties": "average"}
     columns = ["model", "seed", "epochs", "ours options", "ours Recall@20", "official Recall@20", "diff Recall@20",
                "ours MRR@20", "official MRR@20", "diff MRR@20", "official Recall@20 (its eval)",
                "official MRR@20 (its eval)", "ours train events/s", "official train events/s",
