@@ -172,3 +172,10 @@ def test_ours_from_official_initial_weights_computes_the_official_gru_step():
     with pytest.raises(ValueError, match="one-layer model with one-hot input"):
         bo.official_initial_weights(module, train, dict(layers=[h, h], embedding=0, constrained_embedding=False,
                                                         batch_size=32), ours.item_ids)
+
+
+@pytest.mark.parametrize("flags", [["--step-check", "5"], ["--ours-init", "official"]])
+def test_modes_that_need_the_official_weights_ask_for_its_folder(flags, capsys):
+    with pytest.raises(SystemExit):
+        bo.parse_args(["--skip-official", *flags])
+    assert "need --official-dir" in capsys.readouterr().err

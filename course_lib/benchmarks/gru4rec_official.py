@@ -250,6 +250,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--speed-repeats", type=int, default=0,
                    help="instead of the accuracy table: train one epoch of each model this many times, "
                         "ours and official alternately, and keep the fastest of each (events/s)")
+    p.add_argument("--step-check", type=int, default=0,
+                   help="instead of the accuracy table: train ours and the official model side by side from the "
+                        "same weights on the same steps and samples for this many steps, and record how far they "
+                        "drift apart (first model of --models, first seed; one-layer one-hot models)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--eval-batch", type=int, default=512)
     p.add_argument("--out-dir", default=None)
@@ -261,8 +265,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"unknown models {unknown}; choose from {list(CONFIGS)}")
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.noise_model = [m.strip() for m in args.noise_model.split(",") if m.strip()]
-    if args.ours_init == "official" and args.official_dir is None:
-        p.error("--ours-init official needs --official-dir (the initial weights come from the official code)")
+    if (args.ours_init == "official" or args.step_check > 0) and args.official_dir is None:
+        p.error("--ours-init official and --step-check need --official-dir (the initial weights come from the official code)")
     if args.official_dir is None and not args.skip_official:
         p.error(f"--official-dir is required: {_HOW}")
     args.ours_option_sets = [_parse_options(t, p) for t in args.ours_options.split(";")]
@@ -376,17 +380,102 @@ def speed_rows(args, module, data) -> list[dict]:
     return rows
 
 
+STEP_MARKS = (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def step_rows(args, module, data) -> list[dict]:
+    """Train ours and the official model side by side from the same initial weights (the
+    official's fixed ones), on the same session-parallel steps with the same negative samples,
+    for ``--step-check`` steps of the first epoch (while every slot is busy), and record how far
+    they drift apart: both losses, the largest difference of any output weight and of any hidden
+    state. Equal step functions drift only by float rounding (which chaotic training amplifies)."""
+    from course_lib.torch_models.gru4rec import _RowOptimizer, _step_tensors, training_arrays
+
+    name = args.models[0]
+    kw_ours = dict(layers=[100], n_epochs=1, seed=args.seeds[0], device="cpu", **{**CONFIGS[name], **args.ours_options})
+    ours = ours_from_official_init(module, data.train, **kw_ours)
+    if ours.logq or ours.dropout_p_embed or ours.dropout_p_hidden:
+        raise ValueError(f"--step-check compares deterministic steps: {name!r} uses logq or dropout")
+    kw = official_kwargs(ours.params)
+    if kw is None:
+        raise ValueError(f"{name!r} has no official counterpart (loss {ours.loss!r})")
+    _, ours.item_ids, item_idx, offsets, pop = training_arrays(data.train)
+    ours._init_weights(len(ours.item_ids))
+    # the control: ours again, every initial weight moved by about one float32 rounding step
+    twin = ours_from_official_init(module, data.train, **kw_ours)
+    twin.item_ids = ours.item_ids
+    twin._init_weights(len(ours.item_ids))
+    g = torch.Generator().manual_seed(0)
+    for w in twin.W.values():
+        w.mul_(1 + 1e-7 * torch.randn(w.shape, generator=g))
+    opt_twin = _RowOptimizer(twin.W, twin.optimizer, twin.learning_rate, twin.momentum)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gru = module.GRU4Rec(device=torch.device("cpu"), **kw)
+        it = module.SessionDataIterator(data.train.copy(), ours.batch_size, n_sample=0, device=torch.device("cpu"))
+    off = module.GRU4RecModel(it.n_items, ours.layers, 0.0, 0.0, 0, False)
+    off._reset_weights_to_compatibility_mode()
+    opt_off = module.IndexedAdagradM(off.parameters(), kw["learning_rate"], kw["momentum"])
+    opt = _RowOptimizer(ours.W, ours.optimizer, ours.learning_rate, ours.momentum)
+    pos = torch.as_tensor(np.array(it.itemidmap[ours.item_ids].to_numpy()))  # official row of our item j
+
+    class _Given:  # hands ours the sample that the official model also gets
+        sample = None
+
+        def next(self):
+            return self.sample
+
+    given, rng = _Given(), np.random.default_rng(args.seeds[0] + 2)
+    p = pop ** ours.sample_alpha
+    cdf = np.cumsum(p / p.sum())
+    steps = _step_tensors(offsets, ours.batch_size, torch.as_tensor(item_idx))
+    H_off, h_ours, loss_fn, rows = [torch.zeros(ours.batch_size, ours.layers[0])], None, ours._loss_fn(), []
+    h_ours = [torch.zeros(ours.batch_size, ours.layers[0])]
+    h_twin = [torch.zeros(ours.batch_size, ours.layers[0])]
+    for k, (slots, x, y, reset) in enumerate(steps[: args.step_check]):
+        if slots is not None:
+            break  # the batch starts to shrink: the comparison stops here
+        if reset is not None:
+            H_off = [h.detach().masked_fill(reset, 0.0) for h in H_off]
+            h_ours = [h.masked_fill(reset, 0.0) for h in h_ours]
+            h_twin = [h.masked_fill(reset, 0.0) for h in h_twin]
+        sample = None
+        if ours.n_sample:
+            sample = torch.as_tensor(np.minimum(np.searchsorted(cdf, rng.random(ours.n_sample), side="right"), len(cdf) - 1))
+        H_off = [h.detach() for h in H_off]
+        off.zero_grad()
+        Y = pos[y] if sample is None else torch.cat([pos[y], pos[sample]])
+        R = off.forward(pos[x], H_off, Y, training=True)
+        loss_off = gru.loss_function(R, Y, len(x)) / ours.batch_size
+        loss_off.backward()
+        opt_off.step()
+        given.sample = sample
+        loss_ours, h_ours = ours._train_step(x, y, h_ours, given, None, None, loss_fn, opt)
+        _, h_twin = twin._train_step(x, y, h_twin, given, None, None, loss_fn, opt_twin)
+        if k + 1 in STEP_MARKS or k + 1 == args.step_check:
+            d_wy = float((ours.W["Wy"][:, :-1] - off.Wy.weight.detach()[pos]).abs().max())
+            rows.append({"model": name, "step": k + 1, "official loss": round(loss_off.item(), 6),
+                         "ours loss": round(loss_ours, 6), "max abs diff Wy": float(f"{d_wy:.3g}"),
+                         "max abs Wy": round(float(off.Wy.weight.detach().abs().max()), 4),
+                         "max abs diff H": float(f"{float((h_ours[0] - H_off[0].detach()).abs().max()):.3g}"),
+                         "control: max abs diff Wy, ours vs ours perturbed by 1e-7":
+                             float(f"{float((ours.W['Wy'] - twin.W['Wy']).abs().max()):.3g}")})
+            print(rows[-1], flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     from course_lib.data import load_sessions
 
     args = parse_args(argv)
-    need = not args.skip_official or args.ours_init == "official"
+    need = not args.skip_official or args.ours_init == "official" or args.step_check > 0
     module, batch_eval = load_official(args.official_dir) if need else (None, None)
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()[0]
     data = load_sessions(args.tier)
     if args.speed_repeats > 0:
         return _write_speed(args, speed_rows(args, module, data), load_start)
+    if args.step_check > 0:
+        return _write_steps(args, step_rows(args, module, data))
     rows = run(args, module, batch_eval, data)
     load_end = os.getloadavg()[0]
     summary = data.summary()
@@ -434,6 +523,27 @@ def _write_speed(args, rows, load_start) -> int:
     settings = {"tier": args.tier, "speed_repeats": args.speed_repeats, "ours_options": args.ours_options,
                 "threads": args.threads, "device": "cpu"}
     md, js = write_results(args.name, rows, settings, title="GRU4Rec training speed: ours beside the official PyTorch code",
+                           notes=notes, out_dir=args.out_dir)
+    print(f"wrote {md} and {js}")
+    return 0
+
+
+def _write_steps(args, rows) -> int:
+    notes = (
+        "Ours and the official model start from the same weights (the official fixed initial weights, "
+        "mapped to our gate and item order), see the same session-parallel steps and the same negative "
+        "samples, and each takes its own training step (forward, loss, backward, Adagrad with momentum). "
+        "`max abs diff Wy` is the largest difference of any output weight after that step, `max abs diff H` of any "
+        "hidden state. The control trains ours twice, the second time with every initial weight "
+        "multiplied by 1 + 1e-7 * N(0, 1) (about one float32 rounding step). Equal step functions differ only by float rounding at first; training then "
+        "amplifies it (Adagrad's first update of a weight is about +-lr whatever the gradient's size, so a "
+        "gradient near zero whose sign differs by rounding moves the weight by up to 2 lr), which is why "
+        "two runs that differ only in their random draws end at different accuracies. Ours runs with "
+        f"{args.ours_options or 'its defaults'}."
+    )
+    settings = {"tier": args.tier, "step_check": args.step_check, "seed": args.seeds[0], "ours_options": args.ours_options,
+                "threads": args.threads, "device": "cpu"}
+    md, js = write_results(args.name, rows, settings, title="GRU4Rec: one training step at a time, ours beside the official code",
                            notes=notes, out_dir=args.out_dir)
     print(f"wrote {md} and {js}")
     return 0
