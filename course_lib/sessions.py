@@ -31,23 +31,41 @@ COLUMNS = ("SessionId", "ItemId", "Time")
 # ---------------------------------------------------------------------------------------------
 # Arguments
 # ---------------------------------------------------------------------------------------------
-def check_final_act(name: str) -> None:
-    """Raise ``ValueError`` unless ``name`` is a final activation both tracks know: ``linear``,
-    ``softmax`` (applied inside the cross-entropy loss), ``tanh``, ``relu``, ``elu-<alpha>`` or
-    ``leaky-<slope>``. ``elu`` and ``leaky`` alone take the defaults 1.0 and 0.01. The rules and
-    error messages are those of the tracks' ``final_activation``."""
-    if name in ("linear", "softmax", "tanh", "relu"):
-        return
-    for prefix in ("elu", "leaky"):
-        if name == prefix or name.startswith(prefix + "-"):
-            if "-" in name:
-                try:
-                    float(name.split("-", 1)[1])
-                except ValueError:
-                    raise ValueError(f"final_act {name!r}: the part after '{prefix}-' must be a number, "
-                                     f"as in '{prefix}-0.5'") from None
-            return
-    raise ValueError(f"final_act must be linear, tanh, relu, elu-<alpha> or leaky-<slope>, got {name!r}")
+def parse_final_act(name: str) -> tuple[str, float | None]:
+    """``(kind, parameter)`` of a final activation name, for both tracks: ``linear`` and
+    ``softmax`` (softmax lives in the cross-entropy loss) give ``("linear", None)``; ``tanh`` and
+    ``relu`` no parameter; ``elu-<alpha>`` and ``leaky-<slope>`` their number (alone: 1.0 and
+    0.01). Anything else is a ``ValueError`` that lists the valid names."""
+    if name in ("linear", "softmax"):
+        return "linear", None
+    if name in ("tanh", "relu"):
+        return name, None
+    for prefix, default in (("elu", 1.0), ("leaky", 0.01)):
+        if name == prefix or (isinstance(name, str) and name.startswith(prefix + "-")):
+            if "-" not in name:
+                return prefix, default
+            try:
+                return prefix, float(name.split("-", 1)[1])
+            except ValueError:
+                raise ValueError(f"final_act {name!r}: the part after '{prefix}-' must be a number, "
+                                 f"as in '{prefix}-0.5'") from None
+    raise ValueError(f"final_act must be linear, softmax, tanh, relu, elu-<alpha> or leaky-<slope>, got {name!r}")
+
+
+def check_slot_items(item_idx, hidden, item_ids) -> np.ndarray:
+    """The ``item_idx`` given to a session scorer's ``score_next``, checked: one column index in
+    ``[0, len(item_ids))`` per slot of ``hidden`` (the model's list of hidden states, ``None``
+    before ``reset``). Returns it as an int64 array; raises ``ValueError`` saying what to do otherwise."""
+    if hidden is None:
+        raise ValueError("call model.reset(n_slots) before score_next, to start the hidden states")
+    n_slots, n_items = hidden[0].shape[0], len(item_ids)
+    idx = np.asarray(item_idx, dtype=np.int64)
+    if idx.shape != (n_slots,):
+        raise ValueError(f"item_idx must have shape ({n_slots},) (one item per slot), got {idx.shape}")
+    if idx.size and (idx.min() < 0 or idx.max() >= n_items):
+        raise ValueError(f"item_idx must be column indices in [0, {n_items}); map raw ids "
+                         "with np.searchsorted(model.item_ids, ids) and skip unknown ones")
+    return idx
 
 
 def gru4rec_params(layers=(100,), loss="cross-entropy", final_act="linear", n_sample=2048, sample_alpha=0.75,
@@ -72,7 +90,7 @@ def gru4rec_params(layers=(100,), loss="cross-entropy", final_act="linear", n_sa
             raise ValueError(f"{name} must be in [0, 1), got {p}")
     if dropout_state not in ("kept", "dropped"):
         raise ValueError(f"dropout_state must be 'kept' or 'dropped', got {dropout_state!r}")
-    check_final_act(final_act)
+    parse_final_act(final_act)
     return dict(layers=layers, loss=loss, final_act=final_act, n_sample=int(n_sample),
                 sample_alpha=float(sample_alpha), logq=float(logq), bpreg=float(bpreg),
                 embedding=int(embedding), constrained_embedding=bool(constrained_embedding),

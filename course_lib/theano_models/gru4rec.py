@@ -32,7 +32,7 @@ from course_lib.theano_models.compat import (
     Params, RandomStream, T, dropout, elu, floatX, function, log_sigmoid, log_softmax, sigmoid, theano,
 )
 from course_lib.sessions import (  # noqa: F401 (LOSSES: re-exported)
-    LOSSES, SampleStore, gru4rec_params, session_parallel_batches, training_arrays,
+    LOSSES, SampleStore, check_slot_items, gru4rec_params, parse_final_act, session_parallel_batches, training_arrays,
 )
 
 _BIG = 1e30  # stands in for infinity when a column is masked out of a softmax
@@ -100,19 +100,13 @@ def top1_max_loss(scores):
 
 
 def final_activation(name: str):
-    """``linear``, ``tanh``, ``relu``, ``elu-<alpha>`` or ``leaky-<slope>`` on the scores."""
-    if name in ("linear", "softmax"):  # softmax lives in the cross-entropy loss
+    """``linear``, ``tanh``, ``relu``, ``elu-<alpha>`` or ``leaky-<slope>`` on the scores (names
+    parsed by :func:`course_lib.sessions.parse_final_act`)."""
+    kind, p = parse_final_act(name)
+    if kind == "linear":
         return lambda x: x
-    if name == "tanh":
-        return T.tanh
-    if name == "relu":
-        return lambda x: T.maximum(x, 0)
-    if name == "elu" or name.startswith("elu-"):
-        return lambda x, a=float(name.split("-", 1)[1]) if "-" in name else 1.0: elu(x, a)
-    if name == "leaky" or name.startswith("leaky-"):
-        slope = float(name.split("-", 1)[1]) if "-" in name else 0.01
-        return lambda x: T.switch(x > 0, x, slope * x)
-    raise ValueError(f"final_act must be linear, tanh, relu, elu-<alpha> or leaky-<slope>, got {name!r}")
+    return {"tanh": T.tanh, "relu": lambda x: T.maximum(x, 0), "elu": lambda x: elu(x, p),
+            "leaky": lambda x: T.switch(x > 0, x, p * x)}[kind]
 
 
 def _uniform(rng, shape, fan_in, fan_out):
@@ -386,12 +380,7 @@ class GRU4Rec:
 
     def score_next(self, item_idx) -> np.ndarray:
         """Scores ``(n_slots, n_items)`` of every training item as the next click of each slot."""
-        idx = np.asarray(item_idx, dtype=np.int64)
-        if idx.shape != (self._H[0].shape[0],):
-            raise ValueError(f"item_idx must have shape ({self._H[0].shape[0]},) (one item per slot), got {idx.shape}")
-        if idx.size and (idx.min() < 0 or idx.max() >= len(self.item_ids)):
-            raise ValueError(f"item_idx must be column indices in [0, {len(self.item_ids)}); map raw ids "
-                             "with np.searchsorted(model.item_ids, ids) and skip unknown ones")
+        idx = check_slot_items(item_idx, getattr(self, "_H", None), self.item_ids)
         if self._score_fn is None:
             t0 = time.perf_counter()
             x = T.vector("x", dtype="int64")

@@ -40,7 +40,8 @@ from tqdm.auto import tqdm
 
 # the numpy half lives in course_lib.sessions (shared with the Theano track); re-exported here
 from course_lib.sessions import (  # noqa: F401
-    COLUMNS, LOSSES, SampleStore, Step, gru4rec_params, prepare_sessions, session_parallel_batches, training_arrays,
+    COLUMNS, LOSSES, SampleStore, Step, check_slot_items, gru4rec_params, parse_final_act, prepare_sessions,
+    session_parallel_batches, training_arrays,
 )
 from course_lib.torch_models.utils import resolve_device, torch_generator
 
@@ -131,18 +132,13 @@ def top1_max_loss(scores: torch.Tensor) -> torch.Tensor:
 
 
 def final_activation(name: str):
-    """``linear``, ``tanh``, ``relu``, ``elu-<alpha>`` or ``leaky-<slope>`` applied to the scores."""
-    if name in ("linear", "softmax"):  # softmax lives in the cross-entropy loss
+    """``linear``, ``tanh``, ``relu``, ``elu-<alpha>`` or ``leaky-<slope>`` applied to the scores
+    (names parsed by :func:`course_lib.sessions.parse_final_act`)."""
+    kind, p = parse_final_act(name)
+    if kind == "linear":
         return lambda x: x
-    if name == "tanh":
-        return torch.tanh
-    if name == "relu":
-        return torch.relu
-    for prefix, fn in (("elu", F.elu), ("leaky", F.leaky_relu)):
-        if name == prefix or name.startswith(prefix + "-"):
-            param = float(name.split("-", 1)[1]) if "-" in name else 1.0 if prefix == "elu" else 0.01
-            return lambda x, fn=fn, p=param: fn(x, p)
-    raise ValueError(f"final_act must be linear, tanh, relu, elu-<alpha> or leaky-<slope>, got {name!r}")
+    return {"tanh": torch.tanh, "relu": torch.relu, "elu": lambda x: F.elu(x, p),
+            "leaky": lambda x: F.leaky_relu(x, p)}[kind]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -454,14 +450,7 @@ class GRU4Rec:
     @torch.no_grad()
     def score_next(self, item_idx) -> torch.Tensor:
         """Scores (n_slots, n_items) of every training item as the next click of each slot."""
-        if getattr(self, "_H", None) is None:
-            raise ValueError("call model.reset(n_slots) before score_next, to start the hidden states")
-        idx = np.asarray(item_idx, dtype=np.int64)
-        if idx.shape != (self._H[0].shape[0],):
-            raise ValueError(f"item_idx must have shape ({self._H[0].shape[0]},) (one item per slot), got {idx.shape}")
-        if idx.size and (idx.min() < 0 or idx.max() >= len(self.item_ids)):
-            raise ValueError(f"item_idx must be column indices in [0, {len(self.item_ids)}); map raw ids "
-                             "with np.searchsorted(model.item_ids, ids) and skip unknown ones")
+        idx = check_slot_items(item_idx, getattr(self, "_H", None), self.item_ids)
         x = torch.as_tensor(idx, device=self.device)
         table = self.W[self._input_table()]
         x_rows = table[x, :-1] if self.constrained_embedding else table[x]
