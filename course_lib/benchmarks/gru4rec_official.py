@@ -176,6 +176,32 @@ def train_official(module, kwargs: dict, train: pd.DataFrame, seed: int,
     return gru, epochs, secs
 
 
+def _official_start(module, train: pd.DataFrame, layers: list[int], batch_size: int, item_ids: np.ndarray):
+    """The official model with its fixed initial weights (numpy seed 42, "compatibility mode") for
+    ``train``, and ``pos``: the official row of each of our items (ours sorted by id, theirs
+    numbered by first appearance)."""
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints whether it had to sort the frame
+        it = module.SessionDataIterator(train.copy(), batch_size, n_sample=0, device=torch.device("cpu"))
+    model = module.GRU4RecModel(it.n_items, list(layers), 0.0, 0.0, 0, False)
+    model._reset_weights_to_compatibility_mode()
+    pos = torch.as_tensor(np.array(it.itemidmap[item_ids].to_numpy()))
+    if len(pos) != it.n_items:
+        raise ValueError(f"the official model has {it.n_items} items, ours {len(pos)}: not the same training data")
+    return model, pos
+
+
+def _in_our_layout(model, pos: torch.Tensor, h: int) -> dict:
+    """The weights of a one-layer one-hot official model, in our layout (see
+    :func:`official_initial_weights`), as new tensors."""
+    wx = model.GE.Wx0.weight.detach()[pos]  # (n_items, 3h): candidate, r, z
+    wh = model.GE.Wh0.detach()  # (h, 3h)
+    b = model.GE.Bh0.detach()
+    c, r, z = slice(0, h), slice(h, 2 * h), slice(2 * h, 3 * h)
+    return {"Wx0": torch.cat([wx[:, r], wx[:, z], wx[:, c]], 1), "Wrz0": torch.cat([wh[:, r], wh[:, z]], 1),
+            "Wh0": wh[:, c].clone(), "b0": torch.cat([b[r], b[z], b[c]]),
+            "Wy": torch.cat([model.Wy.weight.detach()[pos], model.By.weight.detach()[pos]], 1)}
+
+
 def official_initial_weights(module, train: pd.DataFrame, params: dict, item_ids: np.ndarray) -> dict:
     """The official model's initial weights (its fixed numpy seed 42, "compatibility mode") in our
     layout, for a one-layer model with one-hot input (the BPR-max configuration).
@@ -190,22 +216,8 @@ def official_initial_weights(module, train: pd.DataFrame, params: dict, item_ids
         raise ValueError("official_initial_weights maps only a one-layer model with one-hot input "
                          f"(embedding=0, constrained_embedding=False), got layers={L}, embedding="
                          f"{params['embedding']}, constrained_embedding={params['constrained_embedding']}")
-    h = L[0]
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints whether it had to sort the frame
-        it = module.SessionDataIterator(train.copy(), params["batch_size"], n_sample=0, device=torch.device("cpu"))
-    model = module.GRU4RecModel(it.n_items, L, 0.0, 0.0, 0, False)
-    model._reset_weights_to_compatibility_mode()
-    pos = torch.as_tensor(np.array(it.itemidmap[item_ids].to_numpy()))  # official row of each of our items
-    if len(pos) != it.n_items:
-        raise ValueError(f"the official model has {it.n_items} items, ours {len(pos)}: not the same training data")
-    wx = model.GE.Wx0.weight.detach()[pos]  # (n_items, 3h): candidate, r, z
-    wh = model.GE.Wh0.detach()  # (h, 3h)
-    b = model.GE.Bh0.detach()
-    c, r, z = slice(0, h), slice(h, 2 * h), slice(2 * h, 3 * h)
-    return {"Wx0": torch.cat([wx[:, r], wx[:, z], wx[:, c]], 1).clone(),
-            "Wrz0": torch.cat([wh[:, r], wh[:, z]], 1).clone(), "Wh0": wh[:, c].clone(),
-            "b0": torch.cat([b[r], b[z], b[c]]).clone(),
-            "Wy": torch.cat([model.Wy.weight.detach()[pos], model.By.weight.detach()[pos]], 1).clone()}
+    model, pos = _official_start(module, train, L, params["batch_size"], item_ids)
+    return _in_our_layout(model, pos, L[0])
 
 
 def ours_from_official_init(module, train: pd.DataFrame, **kwargs):
@@ -389,34 +401,31 @@ def step_rows(args, module, data) -> list[dict]:
     for ``--step-check`` steps of the first epoch (while every slot is busy), and record how far
     they drift apart: both losses, the largest difference of any output weight and of any hidden
     state. Equal step functions drift only by float rounding (which chaotic training amplifies)."""
-    from course_lib.torch_models.gru4rec import _RowOptimizer, _step_tensors, training_arrays
+    from course_lib.sessions import SampleStore
+    from course_lib.torch_models.gru4rec import GRU4Rec, _RowOptimizer, _step_tensors, training_arrays
 
     name = args.models[0]
-    kw_ours = dict(layers=[100], n_epochs=1, seed=args.seeds[0], device="cpu", **{**CONFIGS[name], **args.ours_options})
-    ours = ours_from_official_init(module, data.train, **kw_ours)
+    ours = GRU4Rec(layers=[100], n_epochs=1, seed=args.seeds[0], device="cpu", **{**CONFIGS[name], **args.ours_options})
     if ours.logq or ours.dropout_p_embed or ours.dropout_p_hidden:
         raise ValueError(f"--step-check compares deterministic steps: {name!r} uses logq or dropout")
     kw = official_kwargs(ours.params)
     if kw is None:
         raise ValueError(f"{name!r} has no official counterpart (loss {ours.loss!r})")
-    _, ours.item_ids, item_idx, offsets, pop = training_arrays(data.train)
-    ours._init_weights(len(ours.item_ids))
-    # the control: ours again, every initial weight moved by about one float32 rounding step
-    twin = ours_from_official_init(module, data.train, **kw_ours)
-    twin.item_ids = ours.item_ids
-    twin._init_weights(len(ours.item_ids))
+    _, item_ids, item_idx, offsets, pop = training_arrays(data.train)
+    start = official_initial_weights(module, data.train, ours.params, item_ids)  # checks the configuration
+    off, pos = _official_start(module, data.train, ours.layers, ours.batch_size, item_ids)
+    # ours, and the control: ours again with every initial weight moved by about one float32 rounding step
+    twin = GRU4Rec(**ours.params, device="cpu")
     g = torch.Generator().manual_seed(0)
-    for w in twin.W.values():
-        w.mul_(1 + 1e-7 * torch.randn(w.shape, generator=g))
-    opt_twin = _RowOptimizer(twin.W, twin.optimizer, twin.learning_rate, twin.momentum)
+    for model, noise in ((ours, 0.0), (twin, 1e-7)):
+        model.item_ids = item_ids
+        model._init_weights(len(item_ids))
+        for k, v in start.items():
+            model.W[k] = v * (1 + noise * torch.randn(v.shape, generator=g)) if noise else v.clone()
     with contextlib.redirect_stdout(io.StringIO()):
         gru = module.GRU4Rec(device=torch.device("cpu"), **kw)
-        it = module.SessionDataIterator(data.train.copy(), ours.batch_size, n_sample=0, device=torch.device("cpu"))
-    off = module.GRU4RecModel(it.n_items, ours.layers, 0.0, 0.0, 0, False)
-    off._reset_weights_to_compatibility_mode()
     opt_off = module.IndexedAdagradM(off.parameters(), kw["learning_rate"], kw["momentum"])
-    opt = _RowOptimizer(ours.W, ours.optimizer, ours.learning_rate, ours.momentum)
-    pos = torch.as_tensor(np.array(it.itemidmap[ours.item_ids].to_numpy()))  # official row of our item j
+    opt, opt_twin = (_RowOptimizer(m.W, m.optimizer, m.learning_rate, m.momentum) for m in (ours, twin))
 
     class _Given:  # hands ours the sample that the official model also gets
         sample = None
@@ -424,13 +433,12 @@ def step_rows(args, module, data) -> list[dict]:
         def next(self):
             return self.sample
 
-    given, rng = _Given(), np.random.default_rng(args.seeds[0] + 2)
-    p = pop ** ours.sample_alpha
-    cdf = np.cumsum(p / p.sum())
+    given = _Given()
+    p = pop**ours.sample_alpha
+    store = SampleStore(p / p.sum(), ours.n_sample, ours.sample_store_size, ours.seed + 2, max_chunks=args.step_check)
     steps = _step_tensors(offsets, ours.batch_size, torch.as_tensor(item_idx))
-    H_off, h_ours, loss_fn, rows = [torch.zeros(ours.batch_size, ours.layers[0])], None, ours._loss_fn(), []
-    h_ours = [torch.zeros(ours.batch_size, ours.layers[0])]
-    h_twin = [torch.zeros(ours.batch_size, ours.layers[0])]
+    H_off, h_ours, h_twin = ([torch.zeros(ours.batch_size, ours.layers[0])] for _ in range(3))
+    loss_fn, rows = ours._loss_fn(), []
     for k, (slots, x, y, reset) in enumerate(steps[: args.step_check]):
         if slots is not None:
             break  # the batch starts to shrink: the comparison stops here
@@ -438,9 +446,8 @@ def step_rows(args, module, data) -> list[dict]:
             H_off = [h.detach().masked_fill(reset, 0.0) for h in H_off]
             h_ours = [h.masked_fill(reset, 0.0) for h in h_ours]
             h_twin = [h.masked_fill(reset, 0.0) for h in h_twin]
-        sample = None
-        if ours.n_sample:
-            sample = torch.as_tensor(np.minimum(np.searchsorted(cdf, rng.random(ours.n_sample), side="right"), len(cdf) - 1))
+        sample = store.next()
+        sample = None if sample is None else torch.as_tensor(sample)
         H_off = [h.detach() for h in H_off]
         off.zero_grad()
         Y = pos[y] if sample is None else torch.cat([pos[y], pos[sample]])
