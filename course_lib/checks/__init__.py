@@ -317,10 +317,12 @@ def diagnose(got: Any, mistakes: list[Mistake], fallback: str, *, rtol: float = 
 
 
 def rel_error(a: Any, b: Any) -> float:
-    """Largest relative error between two arrays, as in CS231n gradient checks."""
+    """Largest relative error between two arrays, as in CS231n gradient checks (inf where a NaN or
+    an inf makes them incomparable, so that ``err > tol`` catches it)."""
     a = np.asarray(a.detach().cpu().double() if _is_torch(a) else a, dtype=np.float64)
     b = np.asarray(b.detach().cpu().double() if _is_torch(b) else b, dtype=np.float64)
-    return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
+    err = float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
+    return math.inf if math.isnan(err) else err
 
 
 def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-5) -> np.ndarray:

@@ -67,12 +67,16 @@ def check_gru_encoder(encoder_cls):
         raise Fail(f"the encoder must be a torch.nn.Module, got {describe(mine)}")
     mine.eval()
     try:
-        missing, unexpected = mine.load_state_dict(ref.state_dict(), strict=False)
-    except RuntimeError:
-        missing, unexpected = ["(a layer of another size)"], []
-    if missing or unexpected:
-        raise Fail(f"the layers differ from the exercise's (embedding, gru1 bidirectional, gru2): missing "
-                   f"{list(missing)}, unexpected {list(unexpected)}")
+        extra, lacking = mine.load_state_dict(ref.state_dict(), strict=False)
+    except RuntimeError as exc:  # a layer of another size
+        raise Fail(f"a layer has another size than the exercise's (embedding emb_dim, gru1 bidirectional with hidden1 "
+                   f"per direction, gru2 hidden2): {str(exc).splitlines()[-1].strip()}") from None
+    if extra or lacking:
+        def layers(keys):
+            return sorted({k.split(".")[0] for k in keys})
+
+        raise Fail(f"the layers differ from the exercise's (embedding, gru1 bidirectional, gru2): your module lacks "
+                   f"{layers(lacking)} and has {layers(extra)} instead")
     if getattr(mine, "out_dim", None) != 4:
         raise Fail(f"out_dim should be hidden2 = 4, got {getattr(mine, 'out_dim', None)}")
     batch, ids, lengths = _padded_batch()
@@ -171,14 +175,14 @@ def check_confidence_loss(fn):
         Mistake("both pairs of a user, the liked and the not-liked paper, carry the user's confidence c_ij",
                 lambda: _conf_loss(*a, 10.0, 1e-8, pos_only=True)),
     ]
-    if abs(value - want) > 1e-6 * abs(want):
+    if not abs(value - want) <= 1e-6 * abs(want):
         raise diagnose(value, mistakes, f"expected {want:.6g}, got {value:.6g} (check c_ij = 1 + alpha log(1 + |R_i| / "
                                         "eps), and that you average over the pairs)", rtol=1e-9)
     # eps = 0.5 matters: log(1 + |R_i| / eps) is far from log(|R_i| / eps) and from log(1 + |R_i| eps)
     other = as_scalar("confidence_weighted_loss", call("confidence_weighted_loss", fn, pred, target, n_likes, 2.0, 0.5),
                       shape_hints=shapes)
     want2 = _conf_loss(*a, 2.0, 0.5)
-    if abs(other - want2) > 1e-6 * abs(want2):
+    if not abs(other - want2) <= 1e-6 * abs(want2):
         raise diagnose(other, [
             Mistake("use the arguments alpha_conf and eps_conf, not constants", want),
             Mistake("use the argument alpha_conf, not a constant", lambda: _conf_loss(*a, 10.0, 0.5)),
@@ -221,7 +225,7 @@ def check_multitask_loss(fn):
                                    (4, 5): "sum the weighted log-likelihood over the tags of a paper, average over "
                                            "the papers"})
     want = _mtl(3.0, logits, tags, 0.3, 0.1)
-    if abs(value - want) > 1e-6 * abs(want):
+    if not abs(value - want) <= 1e-6 * abs(want):
         raise diagnose(value, [
             Mistake("the tag term is missing: C = lambda C_R + (1 - lambda) C_T", 0.3 * 3.0),
             Mistake("lambda_mtl weighs the recommendation cost C_R, 1 - lambda_mtl the tag cost C_T",

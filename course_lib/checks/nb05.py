@@ -131,7 +131,9 @@ def _ref_bpr_max(r, bpreg, *, include_target=False, swap=False, plain=False, reg
     s = np.exp(neg - neg.max(1, keepdims=True))
     s /= s.sum(1, keepdims=True)
     pair = _sig(neg - target if swap else target - neg)
-    ranking = -np.log(pair).mean(1) if plain else -np.log((s * pair).sum(1) + 1e-24)
+    if plain:
+        return float(-np.log(pair).mean())
+    ranking = -np.log((s * pair).sum(1) + 1e-24)
     penalty = (s * neg ** 2).sum(1) if reg == "softmax" else (neg ** 2).mean(1)
     return float((ranking + bpreg * penalty).mean())
 
@@ -146,7 +148,7 @@ def _check_loss(name, fn, reference, mistakes, **kw):
         raise Fail(f"{name} must return one number (the mean over the rows), got a tensor of shape "
                    f"{tuple(value.shape)}" + (": average over the rows" if tuple(value.shape) == (4,) else ""))
     got, want = float(value.detach()), reference(r, **kw)
-    if abs(got - want) > 1e-6 * max(1.0, abs(want)):
+    if not abs(got - want) <= 1e-6 * max(1.0, abs(want)):
         raise diagnose(got, [Mistake(h, lambda s=s: s(r)) for h, s in mistakes],
                        f"{name} on a 4x6 score matrix is {got:.6f}, the formula gives {want:.6f}; the target of row "
                        "i sits on the diagonal, every other column of the row is a negative", rtol=1e-6)
@@ -190,7 +192,8 @@ def check_bpr_max(bpr_max_loss):
         ("use the bpreg argument (here 0.5), not a constant", lambda r: _ref_bpr_max(r, 1.0)),
         ("the score regularisation bpreg * sum_j s_j r_j^2 is missing", lambda r: _ref_bpr_max(r, 0.0)),
         ("the target must score ABOVE the negatives: sigma(r_i - r_j)", lambda r: _ref_bpr_max(r, 0.5, swap=True)),
-        ("that is plain BPR (mean of -log sigma): BPR-max takes -log of the softmax-weighted sum",
+        ("that is plain BPR (the mean of -log sigma over the negatives): BPR-max takes -log of the softmax-weighted "
+         "sum and adds bpreg times the weighted r_j^2",
          lambda r: _ref_bpr_max(r, 0.5, plain=True)),
         ("weight the regulariser r_j^2 with the same softmax weights s_j", lambda r: _ref_bpr_max(r, 0.5, reg="mean")),
     ], bpreg=0.5)

@@ -130,19 +130,22 @@ def check_adagrad(adagrad_fn):
             call("the compiled step", step, a)
             got.append(w.get_value().copy())
         got, want = np.stack(got), _adagrad_path(a, w0, lr, eps)
-        if not close(got, want, rtol=1e-8, atol=1e-12):
-            k = int(np.flatnonzero([not close(g, v, rtol=1e-8, atol=1e-12) for g, v in zip(got, want)])[0])
+        # 1e-6: a constant written as a Python float becomes float32 in the graph (floatX), 1e-8 off
+        if not close(got, want, rtol=1e-6, atol=1e-9):
+            k = int(np.flatnonzero([not close(g, v, rtol=1e-6, atol=1e-9) for g, v in zip(got, want)])[0])
             fallback = (f"the weights differ from torch.optim.Adagrad after step {k + 1} with learning_rate={lr}, "
                         f"epsilon={eps} (relative error {rel_error(got[k], want[k]):.1e})")
             mistakes = _adagrad_mistakes(a, w0, lr, eps)
-            if eps != 1e-10:
-                mistakes.append(Mistake("with learning_rate=0.05, epsilon=0.1 the weights are those of 0.1 and 1e-10: "
-                                        "use the arguments, not constants", _adagrad_path(a, w0, 0.1, 1e-10)))
-                mistakes.append(Mistake("epsilon=0.1 is not used: take the epsilon argument",
-                                        _adagrad_path(a, w0, lr, 1e-10)))
-                mistakes.append(Mistake("learning_rate=0.05 is not used: take the learning_rate argument",
-                                        _adagrad_path(a, w0, 0.1, eps)))
-            raise diagnose(got, mistakes, fallback, rtol=1e-8, atol=1e-12)
+            if eps != 1e-10:  # the second run: arguments written as constants come first
+                mistakes[:0] = [
+                    Mistake("with learning_rate=0.05, epsilon=0.1 the weights are those of 0.1 and 1e-10: use the "
+                            "arguments, not constants", _adagrad_path(a, w0, 0.1, 1e-10)),
+                    Mistake("epsilon=0.1 is not used: the denominator is sqrt(acc_new) + epsilon, with the epsilon "
+                            "argument", _adagrad_path(a, w0, lr, 1e-10)),
+                    Mistake("learning_rate=0.05 is not used: take the learning_rate argument",
+                            _adagrad_path(a, w0, 0.1, eps)),
+                ]
+            raise diagnose(got, mistakes, fallback, rtol=1e-6, atol=1e-9)
     return passed("three steps of your update list give exactly torch.optim.Adagrad's weights")
 
 
@@ -270,7 +273,8 @@ def check_training_step(compile_fn):
 
 
 def _all_close(a: list, b: list) -> bool:
-    return len(a) == len(b) and all(close(x, y, rtol=1e-6, atol=1e-9) for x, y in zip(a, b))
+    # parameters of size ~0.1; a learning rate written as a Python float is float32 in the graph
+    return len(a) == len(b) and all(close(x, y, rtol=1e-6, atol=1e-7) for x, y in zip(a, b))
 
 
 def _proportional(got: list, start: list, want: list) -> bool:

@@ -1,146 +1,173 @@
-"""The notebook 03 checks accept right answers and name typical wrong ones."""
+"""Meta-tests of the notebook 03 checks: the notebook's answers pass with its PASS lines, plausible
+wrong answers fail with the hint of their mistake, wrong types fail without raising."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from course_lib.checks import nb03
-from course_lib.torch_models.e2e_paragraph import negative_sampling_loss
 from course_lib.torch_models.hybrid import bpr_loss, listwise_loss
 
-logsig = torch.nn.functional.logsigmoid
+
+def _fails_with(capsys, verdict, hint):
+    out = capsys.readouterr().out
+    assert not verdict, out
+    assert out.startswith("FAIL: ") and hint in out, out
 
 
-
-def _out(capsys) -> str:
-    return capsys.readouterr().out
-
-
-# ------------------------------------------------------------------------------- PV-DBOW loss
+def _raises(*args, **kwargs):
+    raise ValueError("boom")
 
 
-def _pv_dbow(doc, pos, noise):
-    """The library's loss on the exercise's inputs: doc (B, D), pos (B, T, D), noise (T, K, D)."""
-    return negative_sampling_loss(torch.einsum("bd,btd->bt", doc, pos), torch.einsum("bd,tkd->btk", doc, noise))
+BAD_KINDS = [None, {"a": 1}, lambda *a: None, lambda *a: {"a": 1}, lambda *a: "text", lambda *a: [[1], [2, 3]],
+             lambda *a: float("nan"), _raises]
 
 
-def test_pv_dbow_loss_check(capsys):
-    assert nb03.check_pv_dbow_loss(_pv_dbow)
-    assert _out(capsys).startswith("PASS: the PV-DBOW loss matches the formula")
-
-    def noise_high(doc, pos, noise):  # wrong sign on the noise words
-        return (-logsig(torch.einsum("bd,btd->bt", doc, pos))
-                - logsig(torch.einsum("bd,tkd->btk", doc, noise)).sum(-1)).mean(1)
-
-    assert not nb03.check_pv_dbow_loss(lambda d, p, n: _pv_dbow(d, p, n) * p.shape[1])
-    assert "you summed over the T sampled words; average over them instead" in _out(capsys)
-    assert not nb03.check_pv_dbow_loss(noise_high)
-    assert "noise words must score LOW" in _out(capsys)
-    assert not nb03.check_pv_dbow_loss(lambda d, p, n: _pv_dbow(d, p, n).mean())
-    assert "the loss (one value per paper) has shape (), expected (3,)" in _out(capsys)
-    assert not nb03.check_pv_dbow_loss(lambda d, p, n: _pv_dbow(d, p, n).detach())
-    assert "must return a torch tensor built from its inputs" in _out(capsys)
-    assert not nb03.check_pv_dbow_loss(lambda d, p, n: None)
-    assert "pv_dbow_loss returned None" in _out(capsys)
-
-    def not_done(doc, pos, noise):
-        raise NotImplementedError
-
-    with pytest.raises(NotImplementedError):
-        nb03.check_pv_dbow_loss(not_done)
-    assert "pv_dbow_loss is not implemented yet" in _out(capsys)
+# ------------------------------------------------------------------------------------- PV-DBOW
 
 
-# ---------------------------------------------------------------------------- ranking losses
+def _pv(doc, pos, noise, *, pos_sign=1.0, neg_sign=-1.0, over_t="mean", over_k="sum", stable=True):
+    """A learner's mini-batch PV-DBOW loss with one switchable slip."""
+    logsig = F.logsigmoid if stable else (lambda x: torch.log(torch.sigmoid(x)))
+    noise_terms = logsig(neg_sign * torch.einsum("bd,tkd->btk", doc, noise))
+    per = -logsig(pos_sign * torch.einsum("bd,btd->bt", doc, pos)) - getattr(noise_terms, over_k)(-1)
+    return getattr(per, over_t)(1)
 
 
-def test_bpr_check(capsys):
+def test_pv_dbow_loss_passes(capsys):
+    assert nb03.check_pv_dbow_loss(_pv)
+    assert capsys.readouterr().out == \
+        "PASS: the PV-DBOW loss matches the formula and its gradient matches finite differences\n"
+
+
+@pytest.mark.parametrize("answer, hint", [
+    (lambda d, p, n: _pv(d, p, n, over_t="sum"), "you summed over the T sampled words"),
+    (lambda d, p, n: _pv(d, p, n, neg_sign=1.0), "noise words must score LOW"),
+    (lambda d, p, n: _pv(d, p, n, pos_sign=-1.0), "must score HIGH"),
+    (lambda d, p, n: _pv(d, p, n, over_k="mean"), "you averaged over the K noise words"),
+    (lambda d, p, n: -_pv(d, p, n), "check the overall sign"),
+    (lambda d, p, n: _pv(d, p, n).mean(), "you averaged over the papers too"),
+    (lambda d, p, n: _pv(d, p, n, stable=False), "log(sigmoid(x)) underflows"),
+    (lambda d, p, n: _pv(d, p, n).detach(), "carries no gradient"),
+], ids=["sum-over-t", "noise-sign", "pos-sign", "mean-over-k", "negated", "batch-mean", "unstable", "detached"])
+def test_pv_dbow_loss_names_the_mistake(answer, hint, capsys):
+    _fails_with(capsys, nb03.check_pv_dbow_loss(answer), hint)
+
+
+@pytest.mark.parametrize("answer", BAD_KINDS + [lambda d, p, n: _pv(d, p, n).numpy()])
+def test_pv_dbow_loss_fails_on_a_wrong_kind_without_raising(answer, capsys):
+    _fails_with(capsys, nb03.check_pv_dbow_loss(answer), "")
+
+
+# ------------------------------------------------------------------------------ BPR and listwise
+
+
+def _pairs(s, rows, pos, neg):
+    return s[rows, pos].unsqueeze(1), s[rows.unsqueeze(1), neg]
+
+
+def test_bpr_and_listwise_pass_the_library_losses(capsys):
     assert nb03.check_bpr(bpr_loss)
-    assert _out(capsys) == "PASS: BPR = 1.3380 on the test case; gradient checked\n"
-
-    def reversed_difference(s, rows, pos, neg):
-        return -logsig(s[rows.unsqueeze(1), neg] - s[rows, pos].unsqueeze(1)).mean()
-
-    def summed_negatives(s, rows, pos, neg):
-        return -logsig(s[rows, pos].unsqueeze(1) - s[rows.unsqueeze(1), neg]).sum(1).mean()
-
-    def no_mean(s, rows, pos, neg):
-        return -logsig(s[rows, pos].unsqueeze(1) - s[rows.unsqueeze(1), neg])
-
-    assert not nb03.check_bpr(reversed_difference)
-    assert "the positive must score ABOVE the negatives" in _out(capsys)
-    assert not nb03.check_bpr(summed_negatives)
-    assert "you summed over the 3 negatives" in _out(capsys)
-    assert not nb03.check_bpr(no_mean)
-    assert "bpr must return one number (the mean over the pairs and their negatives), got shape (3, 3)" \
-        in _out(capsys)
-    assert not nb03.check_bpr(lambda *args: torch.tensor(bpr_loss(*args).item(), dtype=torch.float64))
-    assert "so that backward() can flow through it" in _out(capsys)
-    assert not nb03.check_bpr(lambda *args: None)
-    assert "bpr returned None" in _out(capsys)
-
-
-def test_listwise_check(capsys):
     assert nb03.check_listwise(listwise_loss)
-    assert _out(capsys) == "PASS: listwise cross-entropy = 2.3126 on the test case; gradient checked\n"
-
-    def all_users(s, rows, pos, neg):
-        return -torch.log_softmax(s[rows], 1)[torch.arange(len(rows)), pos].mean()
-
-    assert not nb03.check_listwise(all_users)
-    assert "softmax over the positive and its sampled negatives only" in _out(capsys)
-    assert not nb03.check_listwise(lambda *args: -listwise_loss(*args))  # wrong sign
-    assert "expected 2.3126, got -2.3126" in _out(capsys)
-    assert not nb03.check_listwise(lambda s, rows, pos, neg: torch.stack([listwise_loss(s, rows, pos, neg)] * 2))
-    assert "listwise must return one number" in _out(capsys)
+    assert capsys.readouterr().out == ("PASS: BPR = 1.3380 on the test case; gradient checked\n"
+                                       "PASS: listwise cross-entropy = 2.3126 on the test case; gradient checked\n")
 
 
-# ------------------------------------------------------------------------------------ inference
+@pytest.mark.parametrize("answer, hint", [
+    (lambda s, r, p, n: -F.logsigmoid(_pairs(s, r, p, n)[1] - _pairs(s, r, p, n)[0]).mean(), "score ABOVE"),
+    (lambda s, r, p, n: -F.logsigmoid(_pairs(s, r, p, n)[0] - _pairs(s, r, p, n)[1]).sum(1).mean(),
+     "you summed over the 3 negatives"),
+    (lambda s, r, p, n: -F.logsigmoid(s[r, p] - s[r, n]).mean(), "paired with its OWN negatives"),
+    (lambda s, r, p, n: F.logsigmoid(_pairs(s, r, p, n)[0] - _pairs(s, r, p, n)[1]).mean(), "check the sign"),
+    (lambda s, r, p, n: -torch.sigmoid(_pairs(s, r, p, n)[0] - _pairs(s, r, p, n)[1]).mean(), "take the log"),
+    (lambda s, r, p, n: -F.logsigmoid(_pairs(s, r, p, n)[0] - _pairs(s, r, p, n)[1]).mean(1), "one value per like"),
+    (lambda s, r, p, n: bpr_loss(s, r, p, n).item(), "must return a torch tensor"),
+], ids=["reversed", "sum-negatives", "misaligned", "sign", "no-log", "per-like", "float"])
+def test_bpr_names_the_mistake(answer, hint, capsys):
+    _fails_with(capsys, nb03.check_bpr(answer), hint)
 
 
-def _infer(encoder, batch, steps, lr):
-    return encoder.infer_vectors(batch, steps=steps, lr=lr)
+def _listwise(s, r, p, n, *, dim=1, col=0, reduce="mean"):
+    both = torch.cat(_pairs(s, r, p, n), dim=1)
+    return getattr(-torch.log_softmax(both, dim=dim)[:, col], reduce)()
 
 
-def test_infer_check(capsys):
+@pytest.mark.parametrize("answer, hint", [
+    (lambda s, r, p, n: -torch.log_softmax(s[r], 1)[torch.arange(len(r)), p].mean(), "softmax over ALL users"),
+    (lambda s, r, p, n: _listwise(s, r, p, n, dim=0), "not over the likes"),
+    (lambda s, r, p, n: _listwise(s, r, p, n, col=-1), "the positive sits in column 0"),
+    (lambda s, r, p, n: _listwise(s, r, p, n, reduce="sum"), "you summed over the likes"),
+    (lambda s, r, p, n: -(s[r, p] - torch.logsumexp(s[r.unsqueeze(1), n], 1)).mean(), "in the softmax's denominator"),
+], ids=["all-users", "dim0", "wrong-column", "sum", "no-positive-in-denominator"])
+def test_listwise_names_the_mistake(answer, hint, capsys):
+    _fails_with(capsys, nb03.check_listwise(answer), hint)
+
+
+@pytest.mark.parametrize("check", [nb03.check_bpr, nb03.check_listwise])
+@pytest.mark.parametrize("answer", BAD_KINDS)
+def test_ranking_checks_fail_on_a_wrong_kind_without_raising(check, answer, capsys):
+    _fails_with(capsys, check(answer), "")
+
+
+# -------------------------------------------------------------------------------------- inference
+
+
+def _infer(encoder, batch, steps=100, lr=0.1, *, opt=torch.optim.Adagrad, frozen=True, sign=1.0):
+    """The notebook's infer_vectors with one switchable slip."""
+    gen = torch.Generator().manual_seed(0)
+    vecs = torch.zeros(len(batch), encoder.out_dim, requires_grad=True)
+    optimizer = opt([vecs], lr=lr)
+    words = encoder.word_out.weight.detach() if frozen else encoder.word_out.weight
+    for _ in range(steps):
+        loss = sign * encoder.p2v_loss(vecs, batch, gen, words).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return vecs.detach()
+
+
+def _writes_table(encoder, batch, steps, lr):
+    vecs = _infer(encoder, batch, steps, lr)
+    with torch.no_grad():
+        encoder.doc.weight[batch.paper_idx] = vecs
+    return vecs
+
+
+def _trains_words(encoder, batch, steps, lr):
+    encoder.word_out.weight.data.add_(0.01)
+    return _infer(encoder, batch, steps, lr)
+
+
+def test_infer_passes(capsys):
     assert nb03.check_infer(_infer)
-    out = _out(capsys)
-    assert out.startswith("PASS: PV loss") and "word vectors frozen, cosine 1.00 to the reference" in out
+    assert capsys.readouterr().out == \
+        "PASS: PV loss 4.16 -> 0.86, word vectors frozen, cosine 1.00 to the reference\n"
 
 
-def test_infer_check_names_mistakes(capsys):
-    def trains_the_words(encoder, batch, steps, lr):
-        vecs = torch.zeros(len(batch), encoder.out_dim, requires_grad=True)
-        opt = torch.optim.Adagrad([vecs, *encoder.parameters()], lr=lr)
-        gen = torch.Generator().manual_seed(0)
-        for _ in range(steps):
-            loss = encoder.p2v_loss(vecs, batch, gen).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        return vecs.detach()
-
-    def writes_the_table(encoder, batch, steps, lr):
-        vecs = encoder.infer_vectors(batch, steps=steps, lr=lr)
-        with torch.no_grad():
-            encoder.doc.weight[batch.paper_idx] = vecs
-        return vecs
-
-    assert not nb03.check_infer(trains_the_words)
-    assert "the output word vectors changed" in _out(capsys)
-    assert not nb03.check_infer(writes_the_table)
-    assert "the encoder's table changed" in _out(capsys)
-    assert not nb03.check_infer(lambda encoder, batch, steps, lr: torch.zeros(len(batch), encoder.out_dim))
-    assert "the inferred vectors do not explain the words" in _out(capsys)
-    assert not nb03.check_infer(lambda encoder, batch, steps, lr: _infer(encoder, batch, steps, lr).T)
-    assert "the inferred vectors has shape (5, 6), expected (6, 5)" in _out(capsys)
-    assert not nb03.check_infer(lambda encoder, batch, steps, lr: None)
-    assert "infer_vectors returned None" in _out(capsys)
+@pytest.mark.parametrize("answer, hint", [
+    (lambda *a: _infer(*a, opt=torch.optim.SGD), "you took plain SGD steps"),
+    (lambda *a: _infer(*a, frozen=False), "gradients reached the encoder's output word vectors"),
+    (lambda *a: _infer(*a, sign=-1.0), "the update climbs the loss"),
+    (lambda e, b, s, lr: e.doc.weight[b.paper_idx].detach(), "these are the encoder's stored rows"),
+    (lambda e, b, s, lr: _infer(e, b, 0, lr), "the inferred vectors do not explain the words"),
+    (_writes_table, "the encoder's table changed"),
+    (_trains_words, "the output word vectors changed"),
+], ids=["sgd", "not-frozen", "ascent", "stored-rows", "no-steps", "writes-table", "trains-words"])
+def test_infer_names_the_mistake(answer, hint, capsys):
+    _fails_with(capsys, nb03.check_infer(answer), hint)
 
 
-def test_balance_check(capsys):
-    good = {0.0: {"cold R@50": 0.13}, 0.1: {"cold R@50": 0.27}, 1.0: {"cold R@50": 0.2}}
-    assert nb03.check_balance(good)
-    assert "cold R@50 0.130 at lambda_p2v=0 -> 0.270 at lambda_p2v=0.1" in _out(capsys)
-    assert not nb03.check_balance({0.0: {"cold R@50": 0.3}, 0.1: {"cold R@50": 0.2}, 1.0: {"cold R@50": 0.1}})
-    assert "no lambda_p2v > 0 beats lambda_p2v = 0 on cold R@50 (0.300)" in _out(capsys)
-    assert not nb03.check_balance({0.1: {"cold R@50": 0.2}, 1.0: {"cold R@50": 0.1}, 2.0: {"cold R@50": 0.1}})
-    assert "including 0.0" in _out(capsys)
+@pytest.mark.parametrize("answer", BAD_KINDS)
+def test_infer_fails_on_a_wrong_kind_without_raising(answer, capsys):
+    _fails_with(capsys, nb03.check_infer(answer), "")
+
+
+def test_balance(capsys):
+    results = {0.0: {"cold R@50": 0.129}, 0.1: {"cold R@50": 0.27}, 1.0: {"cold R@50": 0.2}}
+    assert nb03.check_balance(results)
+    assert capsys.readouterr().out == ("PASS: the paragraph-vector term helps cold papers: cold R@50 0.129 at "
+                                       "lambda_p2v=0 -> 0.270 at lambda_p2v=0.1\n")
+    _fails_with(capsys, nb03.check_balance({0.0: {"cold R@50": 0.3}, 0.1: {"cold R@50": 0.2}, 1.0: {"cold R@50": 0.1}}),
+                "no lambda_p2v > 0 beats lambda_p2v = 0")
+    _fails_with(capsys, nb03.check_balance({0.1: {}, 1.0: {}}), "including 0.0")
+    _fails_with(capsys, nb03.check_balance([0.1]), "expected a dict")
+    _fails_with(capsys, nb03.check_balance({0.0: {"cold R@50": None}, 0.1: {}, 1.0: {}}), "must be one number")

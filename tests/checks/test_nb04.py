@@ -1,178 +1,235 @@
-"""The notebook 04 checks accept right answers and name typical wrong ones."""
+"""Meta-tests of the notebook 04 checks: the notebook's answers pass with its PASS lines, plausible
+wrong answers fail with the hint of their mistake, wrong types fail without raising."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from course_lib.checks import nb04
-from course_lib.torch_models import askgru as ag
+from course_lib.torch_models.askgru import GRUEncoder, multitask_loss, tag_loss
 from course_lib.torch_models.saliency import word_saliency
 
 
-
-def _out(capsys) -> str:
-    return capsys.readouterr().out
-
-
-# ------------------------------------------------------------------------------------ encoder
+def _fails_with(capsys, verdict, hint):
+    out = capsys.readouterr().out
+    assert not verdict, out
+    assert out.startswith("FAIL: ") and hint in out, out
 
 
-def _encoder(encode_embedded=None, **overrides):
-    """A class called as the exercise calls the learner's: ``cls(n_words, emb_dim, hidden1, hidden2, dropout)``;
-    ``encode_embedded`` replaces the library's forward pass after the embedding lookup."""
-    body = {"__init__": lambda self, n, e, h1, h2, d: ag.GRUEncoder.__init__(self, n, e, h1, h2, dropout=d)}
-    if encode_embedded is not None:
-        body["encode_embedded"] = encode_embedded
-    body.update(overrides)
-    return type("LearnerEncoder", (ag.GRUEncoder,), body)
+def _raises(*args, **kwargs):
+    raise ValueError("boom")
 
 
-def _unpacked(self, emb, mask):
-    """Runs both GRUs over the padding: the backward direction starts on padding."""
-    h2, _ = self.gru2(self.gru1(emb)[0])  # (B, L, hidden2)
-    return (h2 * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+BAD_KINDS = [None, {"a": 1}, lambda *a: None, lambda *a: {"a": 1}, lambda *a: "text", lambda *a: [[1], [2, 3]],
+             lambda *a: float("nan"), _raises]
 
 
-def _mean_over_width(self, emb, mask):
-    h2 = ag.GRUEncoder.encode_embedded(self, emb, mask) * mask.sum(1, keepdim=True)
-    return h2 / mask.shape[1]  # divides by the padded width, not by the number of real words
+# ---------------------------------------------------------------------------------------- encoder
 
 
-def _no_dropout(self, emb, mask):
-    self.drops = torch.nn.ModuleList(torch.nn.Identity() for _ in range(3))  # as if self.drops were never used
-    return ag.GRUEncoder.encode_embedded(self, emb, mask)
+class Encoder(nn.Module):
+    """The notebook's encoder; the keyword arguments switch one slip on."""
+
+    def __init__(self, n_words, emb_dim=200, hidden1=400, hidden2=200, dropout=(0.1, 0.5, 0.3), *, pack=True,
+                 divide="real", skip=None, functional=False, pool="mean"):
+        super().__init__()
+        self.embedding = nn.Embedding(n_words, emb_dim, padding_idx=0)
+        self.gru1 = nn.GRU(emb_dim, hidden1, batch_first=True, bidirectional=True)
+        self.gru2 = nn.GRU(2 * hidden1, hidden2, batch_first=True)
+        self.drops = nn.ModuleList(nn.Dropout(p) for p in dropout)
+        self.out_dim = hidden2
+        self.rates, self.pack, self.divide, self.skip, self.functional, self.pool = (
+            dropout, pack, divide, skip, functional, pool)
+
+    def _drop(self, k, x):
+        if k == self.skip:
+            return x
+        return F.dropout(x, self.rates[k]) if self.functional else self.drops[k](x)
+
+    def _gru(self, gru, x, lengths, width):
+        if not self.pack:
+            return gru(x)[0]
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        return pad_packed_sequence(gru(packed)[0], batch_first=True, total_length=width)[0]
+
+    def forward(self, batch):
+        width = batch.ids.shape[1]
+        lengths = batch.mask.sum(dim=1).long()
+        h1 = self._drop(1, self._gru(self.gru1, self._drop(0, self.embedding(batch.ids)), lengths, width))
+        h2 = self._drop(2, self._gru(self.gru2, h1, lengths, width))
+        if self.pool == "last":
+            return h2[torch.arange(len(lengths)), lengths - 1]
+        total = (h2 * batch.mask.unsqueeze(-1)).sum(dim=1)
+        return total / (lengths.unsqueeze(-1) if self.divide == "real" else width)
 
 
-def _last_state(self, emb, mask):
-    h2, _ = self.gru2(self.gru1(emb)[0])
-    return h2[:, -1]
+def test_encoder_passes(capsys):
+    assert nb04.check_gru_encoder(Encoder)
+    assert capsys.readouterr().out == "PASS: same output as GRUEncoder, and padding never changes it\n"
 
 
-def test_gru_encoder_check_passes_the_library_encoder(capsys):
-    assert nb04.check_gru_encoder(_encoder())
-    assert _out(capsys) == "PASS: same output as GRUEncoder, and padding never changes it\n"
+class _Renamed(Encoder):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.rnn2 = self.gru2
+        del self.gru2
+
+    def forward(self, batch):
+        return torch.zeros(len(batch.ids), 4)
 
 
-def test_gru_encoder_check_names_mistakes(capsys):
-    assert not nb04.check_gru_encoder(_encoder(_unpacked))
-    assert "padding changes your output" in _out(capsys)
-    assert not nb04.check_gru_encoder(_encoder(_mean_over_width))
-    assert "the mean must divide by the number of real words" in _out(capsys)
-    assert not nb04.check_gru_encoder(_encoder(_last_state))
-    assert "on papers without padding your output differs from the reference" in _out(capsys)
-    assert not nb04.check_gru_encoder(_encoder(_no_dropout, embed=lambda self, ids: self.embedding(ids)))
-    assert "two forward passes give the same output: apply self.drops[0]" in _out(capsys)
-    assert not nb04.check_gru_encoder(_encoder(lambda self, emb, mask: None))
-    assert "forward returned None" in _out(capsys)
-    assert not nb04.check_gru_encoder(_encoder(lambda self, emb, mask: ag.GRUEncoder.encode_embedded(self, emb, mask).T))
-    assert "the output has shape (4, 3), expected (batch=3, hidden2=4)" in _out(capsys)
+@pytest.mark.parametrize("answer, hint", [
+    (lambda *a: Encoder(*a, pack=False), "the backward GRU reads the padding first"),
+    (lambda *a: Encoder(*a, divide="width"), "not by the width of the batch"),
+    (lambda *a: Encoder(*a, pool="last"), "you returned the last state"),
+    (lambda *a: Encoder(*a, skip=0), "apply the dropout of the embeddings (self.drops[0])"),
+    (lambda *a: Encoder(*a, skip=2), "apply the dropout of the second layer's output (self.drops[2])"),
+    (lambda *a: Encoder(*a, functional=True), "in evaluation mode two forward passes differ"),
+    (_Renamed, "your module lacks ['gru2'] and has ['rnn2'] instead"),
+], ids=["unpacked", "width", "last-state", "no-drop0", "no-drop2", "dropout-in-eval", "renamed-layer"])
+def test_encoder_names_the_mistake(answer, hint, capsys):
+    _fails_with(capsys, nb04.check_gru_encoder(answer), hint)
 
-    def one_direction(self, n, e, h1, h2, d):
-        ag.GRUEncoder.__init__(self, n, e, h1, h2, dropout=d)
-        self.gru1 = torch.nn.GRU(e, h1, batch_first=True)
 
-    assert not nb04.check_gru_encoder(_encoder(__init__=one_direction))
-    assert "the layers differ from GRUEncoder's (embedding, gru1, gru2)" in _out(capsys)
+class _ForwardReturnsDict(Encoder):
+    def forward(self, batch):
+        return {"h": 1}
 
-    def not_done(self, emb, mask):
-        raise NotImplementedError
+
+@pytest.mark.parametrize("answer", BAD_KINDS + [_ForwardReturnsDict])
+def test_encoder_fails_on_a_wrong_kind_without_raising(answer, capsys):
+    _fails_with(capsys, nb04.check_gru_encoder(answer), "")
+
+
+def test_encoder_not_implemented_is_raised_again(capsys):
+    class NotDone(Encoder):
+        def forward(self, batch):
+            raise NotImplementedError("Exercise 1: encoder")
 
     with pytest.raises(NotImplementedError):
-        nb04.check_gru_encoder(_encoder(not_done))
-    assert "forward is not implemented yet" in _out(capsys)
+        nb04.check_gru_encoder(NotDone)
+    assert "forward is not implemented yet" in capsys.readouterr().out
 
 
-# -------------------------------------------------------------------------------------- losses
+# ------------------------------------------------------------------------------------ confidence
 
 
-def _confidence(pred, target, n_likes, alpha_conf, eps_conf):
-    return ag.weighted_squared_loss(pred, target, ag.confidence_weights(n_likes, alpha_conf, eps_conf).double())
+def _conf(pred, target, n, alpha=10.0, eps=1e-8, *, log=torch.log1p, one=1.0, reduce="mean"):
+    """A learner's confidence-weighted loss with one switchable slip."""
+    c = one + alpha * log(n / eps)
+    return getattr(c * (pred - target) ** 2, reduce)()
 
 
-def test_confidence_loss_check(capsys):
-    assert nb04.check_confidence_loss(_confidence)
-    assert _out(capsys) == "PASS: loss = 23.1905, as eq. (2) with c_ij = 1 + alpha log(1 + |R_i|/eps)\n"
-
-    def without_one(pred, target, n, alpha, eps):
-        return ((1 + alpha * torch.log(n / eps)) * (pred - target) ** 2).mean()
-
-    def constants(pred, target, n, alpha, eps):
-        return _confidence(pred, target, n, 10.0, 1e-8)
-
-    assert not nb04.check_confidence_loss(lambda p, t, n, a, e: ((p - t) ** 2).mean())
-    assert "expected 23.1905, got 0.105 (that is the unweighted mean: multiply by c_ij)" in _out(capsys)
-    assert not nb04.check_confidence_loss(lambda *args: _confidence(*args) * 4)  # a sum over the 4 pairs
-    assert "and that you average over the pairs" in _out(capsys)
-    assert not nb04.check_confidence_loss(constants)
-    assert "use the arguments alpha_conf and eps_conf, not constants" in _out(capsys)
-    assert not nb04.check_confidence_loss(without_one)
-    assert "you wrote log(|R_i| / eps); eq. (2) has log(1 + |R_i| / eps)" in _out(capsys)
-    assert not nb04.check_confidence_loss(lambda p, t, n, a, e: ag.confidence_weights(n, a, e) * (p - t) ** 2)
-    assert "confidence_weighted_loss must return one number, the mean cost, got 4 values" in _out(capsys)
-    assert not nb04.check_confidence_loss(lambda *args: None)
-    assert "confidence_weighted_loss returned None" in _out(capsys)
+def test_confidence_loss_passes(capsys):
+    assert nb04.check_confidence_loss(_conf)
+    assert capsys.readouterr().out == "PASS: loss = 23.1905, as eq. (2) with c_ij = 1 + alpha log(1 + |R_i|/eps)\n"
 
 
-def _multitask(loss_rec, tag_logits, tags, lambda_mtl, tag_neg_weight):
-    return ag.multitask_loss(loss_rec, ag.tag_loss(tag_logits, tags, tag_neg_weight), lambda_mtl)
+@pytest.mark.parametrize("answer, hint", [
+    (lambda p, t, n, a, e: ((p - t) ** 2).mean(), "that is the unweighted mean"),
+    (lambda p, t, n, a, e: _conf(p, t, n), "use the arguments alpha_conf and eps_conf"),
+    (lambda p, t, n, a, e: _conf(p, t, n, a, e, log=torch.log), "you wrote log(|R_i| / eps)"),
+    (lambda p, t, n, a, e: _conf(p, t, n, a, 1 / e), "eps divides the number of likes"),
+    (lambda p, t, n, a, e: _conf(p, t, n, a, e, log=lambda x: torch.log10(1 + x)), "the natural log"),
+    (lambda p, t, n, a, e: _conf(p, t, n, a, e, one=0.0), "c_ij starts at 1"),
+    (lambda p, t, n, a, e: _conf(p, t, n, a, e, reduce="sum"), "you summed over the pairs"),
+    (lambda p, t, n, a, e: _conf(p, t, n, a, 1e-8), "use the argument eps_conf"),
+], ids=["unweighted", "constants", "no-one-inside", "eps-times", "log10", "no-one", "sum", "constant-eps"])
+def test_confidence_loss_names_the_mistake(answer, hint, capsys):
+    _fails_with(capsys, nb04.check_confidence_loss(answer), hint)
 
 
-def test_multitask_check(capsys):
-    assert nb04.check_multitask_loss(_multitask)
-    out = _out(capsys)
-    assert out.startswith("PASS: C = 1.7820 and its gradient match lambda C_R + (1 - lambda) C_T")
-
-    def mean_over_tags(loss_rec, z, tags, lam, w):  # wrong normalisation of C_T
-        c_t = -(tags * F.logsigmoid(z) + w * (1 - tags) * F.logsigmoid(-z)).mean()
-        return lam * loss_rec + (1 - lam) * c_t
-
-    assert not nb04.check_multitask_loss(lambda loss_rec, z, tags, lam, w: lam * loss_rec)
-    assert "expected 1.78198, got 0.9 (the tag term is missing)" in _out(capsys)
-    assert not nb04.check_multitask_loss(lambda loss_rec, z, tags, lam, w: _multitask(loss_rec, z, tags, 1 - lam, w))
-    assert "lambda_mtl weighs the recommendation cost C_R" in _out(capsys)
-    assert not nb04.check_multitask_loss(mean_over_tags)
-    assert "sum the weighted log-likelihood over the tags of a paper, average over papers" in _out(capsys)
-    assert not nb04.check_multitask_loss(lambda *args: _multitask(*args).detach())
-    assert "return a torch tensor connected to tag_logits" in _out(capsys)
-    assert not nb04.check_multitask_loss(lambda *args: None)
-    assert "multitask_cost returned None" in _out(capsys)
+@pytest.mark.parametrize("answer", BAD_KINDS)
+def test_confidence_loss_fails_on_a_wrong_kind_without_raising(answer, capsys):
+    _fails_with(capsys, nb04.check_confidence_loss(answer), "")
 
 
-# ------------------------------------------------------------------------------------- saliency
+# ------------------------------------------------------------------------------------- multi-task
 
 
-def _saliency(model, texts, paper, user):
-    return word_saliency(model, texts, paper, [user], device="cpu")[0]
+def _mtl(loss_rec, z, tags, lam=0.5, c=0.01, *, where="neg", stable=True, reduce="papers"):
+    """A learner's multi-task cost with one switchable slip."""
+    log_p = F.logsigmoid(z) if stable else torch.log(torch.sigmoid(z))
+    log_not_p = F.logsigmoid(-z) if stable else torch.log(1 - torch.sigmoid(z))
+    ll = tags * log_p + c * (1 - tags) * log_not_p if where == "neg" else c * tags * log_p + (1 - tags) * log_not_p
+    c_t = -(ll.sum(1).mean() if reduce == "papers" else ll.mean())
+    return lam * loss_rec + (1 - lam) * c_t
 
 
-def _by_hand(model, texts, paper, user, eval_mode=True, reduce="norm", trim=True):
-    """The notebook's answer, with switches for the usual mistakes."""
-    if eval_mode:
+def test_multitask_passes_the_notebook_answer_and_the_library(capsys):
+    assert nb04.check_multitask_loss(_mtl)
+    assert nb04.check_multitask_loss(lambda r, z, t, lam, c: multitask_loss(r, tag_loss(z, t, c), lam))
+    assert capsys.readouterr().out == ("PASS: C = 1.7820 and its gradient match lambda C_R + (1 - lambda) C_T "
+                                       "(gradient relative error < 1e-5)\n") * 2
+
+
+@pytest.mark.parametrize("answer, hint", [
+    (lambda r, z, t, lam, c: lam * r, "the tag term is missing"),
+    (lambda r, z, t, lam, c: _mtl(r, z, t, 1 - lam, c), "lambda_mtl weighs the recommendation cost"),
+    (lambda r, z, t, lam, c: _mtl(r, z, t, lam, c, where="pos"), "c' down-weights the tags a paper does NOT have"),
+    (lambda r, z, t, lam, c: _mtl(r, z, t, lam, c, reduce="entries"), "you averaged over every (paper, tag) entry"),
+    (lambda r, z, t, lam, c: _mtl(r, z, t, lam, c, stable=False), "the cost is inf/NaN for large logits"),
+    (lambda r, z, t, lam, c: _mtl(r, z, t, lam, c).item(), "must return a torch tensor connected to tag_logits"),
+    (lambda r, z, t, lam, c: lam * r + _mtl(0.0, z, t, 0.0, c), "the tag cost is weighted by 1 - lambda_mtl"),
+], ids=["no-tags", "lambda-swapped", "weight-on-positives", "entries", "unstable", "float", "no-one-minus-lambda"])
+def test_multitask_names_the_mistake(answer, hint, capsys):
+    _fails_with(capsys, nb04.check_multitask_loss(answer), hint)
+
+
+@pytest.mark.parametrize("answer", BAD_KINDS)
+def test_multitask_fails_on_a_wrong_kind_without_raising(answer, capsys):
+    _fails_with(capsys, nb04.check_multitask_loss(answer), "")
+
+
+# --------------------------------------------------------------------------------------- saliency
+
+
+def _saliency(model, texts, paper, user, *, evaluate=True, norm="l2", all_users=False):
+    """The notebook's word saliency with one switchable slip."""
+    if evaluate:
         model.eval()
-    n = int(texts.lengths[paper]) if trim else texts.ids.shape[1]
-    ids = torch.as_tensor(texts.ids[paper : paper + 1, :n])
-    mask = torch.as_tensor(texts.mask[paper : paper + 1, :n])
-    emb = model.encoder.embed(ids).detach().requires_grad_(True)  # (1, n, K_w)
-    g = model.encoder.encode_embedded(emb, mask)
-    idx = torch.tensor([paper])
+    n = int(texts.lengths[paper])
+    emb = model.encoder.embed(torch.as_tensor(texts.ids[paper: paper + 1, :n])).detach().requires_grad_(True)
+    g = model.encoder.encode_embedded(emb, torch.ones(1, n))
+    users = torch.arange(model.n_users) if all_users else torch.tensor([user])
+    idx = torch.tensor([paper] * len(users))
     f = g + model.warm[idx].unsqueeze(-1).float() * model.item_emb[idx]
-    model.score_pairs(torch.tensor([user]), f, idx).sum().backward()
-    grad = emb.grad[0]  # (n, K_w)
-    return (grad.norm(dim=-1) if reduce == "norm" else grad.sum(dim=-1)).numpy()
+    model.score_pairs(users, f, idx).sum().backward()
+    grad = emb.grad[0]
+    return {"l2": grad.norm(dim=-1), "l1": grad.abs().sum(-1), "square": (grad ** 2).sum(-1)}[norm].numpy()
 
 
-def test_saliency_check(capsys):
+def test_saliency_passes_the_notebook_answer_and_the_library(capsys):
     assert nb04.check_saliency(_saliency)
-    assert nb04.check_saliency(_by_hand)
-    assert _out(capsys).count("PASS: one value per word") == 2
+    assert nb04.check_saliency(lambda m, texts, paper, user: word_saliency(m, texts, paper, [user], device="cpu")[0])
+    assert capsys.readouterr().out == ("PASS: one value per word, equal to the norm of the gradient of r_ij w.r.t. "
+                                       "each embedding\n") * 2
 
-    assert not nb04.check_saliency(lambda *args: _by_hand(*args, eval_mode=False))  # dropout left on
-    assert "use model.eval() (no dropout)" in _out(capsys)
-    assert not nb04.check_saliency(lambda *args: _by_hand(*args, reduce="sum"))
-    assert "your saliencies differ from ||d r_ij / d e_t||" in _out(capsys)
-    assert not nb04.check_saliency(lambda *args: _by_hand(*args, trim=False))
-    assert "for paper 0 (4 words) expected one value per real word, shape (4,), got (7,)" in _out(capsys)
-    assert not nb04.check_saliency(lambda m, texts, paper, user: _by_hand(m, texts, 0, user))  # wrong paper
-    assert "for paper 1 (7 words) expected one value per real word, shape (7,), got (4,)" in _out(capsys)
-    assert not nb04.check_saliency(lambda *args: None)
-    assert "word_saliency returned None" in _out(capsys)
+
+@pytest.mark.parametrize("answer, hint", [
+    (lambda *a: _saliency(*a, evaluate=False), "dropout is still on"),
+    (lambda *a: _saliency(*a, norm="l1"), "sum of absolute values"),
+    (lambda *a: _saliency(*a, norm="square"), "you took its square"),
+    (lambda *a: _saliency(*a, all_users=True), "you backpropagated the scores of all users"),
+    (lambda m, texts, paper, user: np.pad(_saliency(m, texts, paper, user), (0, 7 - texts.lengths[paper])),
+     "leave the padding out"),
+], ids=["dropout-on", "l1", "square", "all-users", "padding"])
+def test_saliency_names_the_mistake(answer, hint, capsys):
+    _fails_with(capsys, nb04.check_saliency(answer), hint)
+
+
+@pytest.mark.parametrize("answer", BAD_KINDS)
+def test_saliency_fails_on_a_wrong_kind_without_raising(answer, capsys):
+    _fails_with(capsys, nb04.check_saliency(answer), "")
+
+
+def test_the_encoder_check_uses_the_library_encoder_as_its_reference():
+    """The reference the check compares with is GRUEncoder itself, so the PASS line means that."""
+    assert nb04.check_gru_encoder(lambda n, e, h1, h2, d: GRUEncoder(n, e, h1, h2, dropout=d))
+
+
+@pytest.mark.parametrize("check", [nb04.check_confidence_loss, nb04.check_multitask_loss])
+def test_a_nan_cost_fails(check, capsys):
+    _fails_with(capsys, check(lambda *a: torch.tensor(float("nan"), requires_grad=True)), "")

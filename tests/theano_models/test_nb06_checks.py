@@ -1,63 +1,274 @@
-"""The checks of notebook 06 accept the reference answers and reject typical mistakes."""
+"""Meta-tests of the notebook 06 checks: the notebook's answers pass with its PASS lines, plausible
+wrong answers fail with the hint of their mistake, wrong types fail without raising. The checks'
+numpy references are compared with torch where torch is installed (their PASS lines name it)."""
 import numpy as np
+import pytest
 
 from course_lib.checks import nb06
-from course_lib.theano_models import askgru, compat, hybrid
-from course_lib.theano_models.compat import T
+from course_lib.theano_models import askgru, compat
+from course_lib.theano_models.compat import T, theano
+
+SEED = 0
 
 
-def test_elu_check_accepts_elu_and_rejects_relu(capsys):
-    assert nb06.check_elu(lambda x: compat.elu(x))
-    assert not nb06.check_elu(lambda x: T.maximum(x, 0))
-    assert "ReLU" in capsys.readouterr().out
-    assert not nb06.check_elu(lambda x: T.switch(x > 0, x, T.exp(x)))  # forgot the -1
+def _fails_with(capsys, verdict, hint):
+    out = capsys.readouterr().out
+    assert not verdict, out
+    assert out.startswith("FAIL: ") and hint in out, out
 
 
-def test_adagrad_check_accepts_the_library_and_rejects_plain_sgd(capsys):
+def _raises(*args, **kwargs):
+    raise ValueError("boom")
+
+
+BAD_KINDS = [None, {"a": 1}, lambda *a, **k: None, lambda *a, **k: {"a": 1}, lambda *a, **k: "text",
+             lambda *a, **k: np.zeros(3), lambda *a, **k: float("nan"), _raises]
+
+
+# ------------------------------------------------------------------------------------------- ELU
+
+
+def test_elu_passes(capsys):
+    assert nb06.check_elu(lambda x: T.switch(x > 0, x, T.expm1(T.minimum(x, 0))))
+    assert nb06.check_elu(compat.elu)
+    assert capsys.readouterr().out == ("PASS: ELU matches its formula, and theano.grad gives exp(x) below 0 and 1 "
+                                       "above, finite even at x = 1000\n") * 2
+
+
+@pytest.mark.parametrize("answer, hint", [
+    (lambda x: T.maximum(x, 0), "that is ReLU"),
+    (lambda x: T.switch(x > 0, x, T.exp(T.minimum(x, 0))), "the - 1 is missing"),
+    (lambda x: T.switch(x > 0, T.expm1(x), x), "the branches are swapped"),
+    (lambda x: compat.elu(x).sum(), "ELU acts elementwise"),
+    (lambda x: compat.elu(x).eval({x: np.zeros((1, 1))}), "it must return a symbolic expression"),
+], ids=["relu", "no-minus-one", "swapped", "summed", "evaluated"])
+def test_elu_names_the_mistake(answer, hint, capsys):
+    _fails_with(capsys, nb06.check_elu(answer), hint)
+
+
+@pytest.mark.parametrize("answer", BAD_KINDS)
+def test_elu_fails_on_a_wrong_kind_without_raising(answer, capsys):
+    _fails_with(capsys, nb06.check_elu(answer), "")
+
+
+# --------------------------------------------------------------------------------------- Adagrad
+
+
+def _adagrad(loss, params, learning_rate, epsilon=1e-10, *, old_acc=False, eps_inside=False, keep_acc=False,
+             lr=None, eps=None):
+    """The notebook's update list with one switchable slip (``lr``/``eps`` replace the arguments)."""
+    lr = learning_rate if lr is None else lr
+    eps = epsilon if eps is None else eps
+    updates = []
+    for p, g in zip(params, theano.grad(loss, params)):
+        acc = theano.shared(np.zeros_like(p.get_value()), name=f"acc_{p.name}")
+        acc_new = acc + g ** 2
+        used = acc if old_acc else acc_new
+        denominator = T.sqrt(used + eps) if eps_inside else T.sqrt(used) + eps
+        updates += [(acc, acc if keep_acc else acc_new), (p, p - lr * g / denominator)]
+    return updates
+
+
+def test_adagrad_passes(capsys):
+    assert nb06.check_adagrad(_adagrad)
     assert nb06.check_adagrad(lambda loss, params, lr, eps: compat.adagrad(loss, params, lr, eps)[0])
-    sgd = lambda loss, params, lr, eps: [(p, p - lr * g) for p, g in zip(params, compat.theano.grad(loss, params))]  # noqa: E731
-    assert not nb06.check_adagrad(sgd)
-    assert "running sum" in capsys.readouterr().out
+    assert capsys.readouterr().out == \
+        "PASS: three steps of your update list give exactly torch.optim.Adagrad's weights\n" * 2
 
 
-def test_weighted_mse_check_names_the_wrong_average(capsys):
-    assert nb06.check_weighted_mse(lambda s, t, a: hybrid.weighted_mse_loss(s, t, a))
-    assert not nb06.check_weighted_mse(lambda s, t, a: ((1 + (a - 1) * t) * (t - s) ** 2).mean())
-    assert "averaged over every" in capsys.readouterr().out
+def _sgd(loss, params, lr, eps):
+    return [(p, p - lr * g) for p, g in zip(params, theano.grad(loss, params))]
 
 
-def _classic_gru_step(xp_t, m_t, h_prev, W_hh, b_hh):
-    """The classic Theano GRU: the reset gate multiplies h before the recurrent matrix."""
+@pytest.mark.parametrize("answer, hint", [
+    (_sgd, "only the parameter is updated"),
+    (lambda *a: _adagrad(*a, old_acc=True), "INCLUDES this step's gradient"),
+    (lambda *a: _adagrad(*a, keep_acc=True), "the accumulator must itself be updated"),
+    (lambda *a: _adagrad(*a, eps_inside=True), "epsilon is added after the square root"),
+    (lambda *a: _adagrad(*a, eps=1e-10), "epsilon=0.1 is not used"),
+    (lambda *a: _adagrad(*a, lr=0.1), "learning_rate=0.05 is not used"),
+    (lambda loss, params, lr, eps: _adagrad(loss, params, lr, eps)[1:], "only the parameter is updated"),
+    (lambda loss, params, lr, eps: [(p.get_value(), p) for p in params], "must be the shared variable to update"),
+], ids=["sgd", "old-accumulator", "accumulator-not-updated", "eps-inside", "eps-constant", "lr-constant",
+        "no-accumulator-update", "pairs-reversed"])
+def test_adagrad_names_the_mistake(answer, hint, capsys):
+    _fails_with(capsys, nb06.check_adagrad(answer), hint)
+
+
+@pytest.mark.parametrize("answer", BAD_KINDS)
+def test_adagrad_fails_on_a_wrong_kind_without_raising(answer, capsys):
+    _fails_with(capsys, nb06.check_adagrad(answer), "")
+
+
+def test_the_adagrad_formula_of_the_check_is_torch_adagrad():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    w0, a = rng.normal(size=(3, 2)), rng.normal(size=(4, 3))
+    for lr, eps in ((0.1, 1e-10), (0.05, 0.1)):
+        w = torch.tensor(w0, requires_grad=True)
+        opt = torch.optim.Adagrad([w], lr=lr, eps=eps)
+        path = []
+        for _ in range(3):
+            opt.zero_grad()
+            (torch.tanh(torch.tensor(a) @ w) ** 2).sum().backward()
+            opt.step()
+            path.append(w.detach().numpy().copy())
+        np.testing.assert_allclose(nb06._adagrad_path(a, w0, lr, eps), np.stack(path), rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------- weighted MSE
+
+
+def _wmse(s, t, alpha):
+    return ((1.0 + (alpha - 1.0) * t) * (t - s) ** 2).sum(axis=1).mean()
+
+
+def test_weighted_mse_passes(capsys):
+    assert nb06.check_weighted_mse(_wmse)
+    assert capsys.readouterr().out == "PASS: weighted MSE = 11.1900 on the hand example, as the formula says\n"
+
+
+@pytest.mark.parametrize("answer, hint", [
+    (lambda s, t, a: ((1 + (a - 1) * t) * (t - s) ** 2).mean(), "you averaged over every (paper, user) entry"),
+    (lambda s, t, a: ((t + a * (1 - t)) * (t - s) ** 2).sum(axis=1).mean(), "alpha weighs the LIKES"),
+    (lambda s, t, a: ((1 + a * t) * (t - s) ** 2).sum(axis=1).mean(), "off by one"),
+    (lambda s, t, a: _wmse(s, t, 5.0), "use the alpha argument"),
+    (lambda s, t, a: ((1 + (a - 1) * t) * (t - s) ** 2).sum(axis=1), "you returned one loss per paper"),
+], ids=["entries", "alpha-on-zeros", "alpha-plus-one", "constant-alpha", "per-paper"])
+def test_weighted_mse_names_the_mistake(answer, hint, capsys):
+    _fails_with(capsys, nb06.check_weighted_mse(answer), hint)
+
+
+@pytest.mark.parametrize("answer", BAD_KINDS)
+def test_weighted_mse_fails_on_a_wrong_kind_without_raising(answer, capsys):
+    _fails_with(capsys, nb06.check_weighted_mse(answer), "")
+
+
+# ------------------------------------------------------------------------------- training step
+
+
+def _compile(model, alpha, lr, *, train=True, pop=True, sgd=False, some=False, alpha_used=None, lr_used=None):
+    """The notebook's compile_training_step with one switchable slip."""
+    targets = T.matrix("targets", dtype=model.dtype)
+    stream = compat.RandomStream(SEED)
+    loss = _wmse(model.scores(train=train, stream=stream), targets, alpha if alpha_used is None else alpha_used)
+    params = model.params.trainable_vars()[:1] if some else model.params.trainable_vars()
+    lr = lr if lr_used is None else lr_used
+    updates = _sgd(loss, params, lr, 0.0) if sgd else _adagrad(loss, params, lr)
+    return compat.function(model.inputs() + [targets], loss, updates=updates + (stream.pop_updates() if pop else []))
+
+
+def test_training_step_passes(capsys):
+    assert nb06.check_training_step(_compile)
+    assert capsys.readouterr().out == "PASS: five compiled steps lower the loss from 40.074 to 10.465\n"
+
+
+@pytest.mark.parametrize("answer, hint", [
+    (lambda *a: _compile(*a, train=False), "your step's loss is the loss without dropout"),
+    (lambda *a: _compile(*a, sgd=True), "the update is plain gradient descent"),
+    (lambda *a: _compile(*a, some=True), "some parameters were not updated (user_emb.weight, user_bias)"),
+    (lambda *a: _compile(*a, alpha_used=10.0), "use the alpha argument"),
+    (lambda *a: _compile(*a, lr_used=0.1), "with lr=0 the parameters still moved"),
+    (lambda *a: _compile(*a, alpha_used=1.0), "does not weigh the likes by alpha"),
+] + ([(lambda *a: _compile(*a, pop=False), "two calls drew the same dropout masks")]
+     if compat.BACKEND == "pytensor" else []))
+def test_training_step_names_the_mistake(answer, hint, capsys):
+    _fails_with(capsys, nb06.check_training_step(answer), hint)
+
+
+@pytest.mark.parametrize("answer", BAD_KINDS[:5] + [lambda *a: 5, _raises])
+def test_training_step_fails_on_a_wrong_kind_without_raising(answer, capsys):
+    _fails_with(capsys, nb06.check_training_step(answer), "")
+
+
+# ------------------------------------------------------------------------------------- GRU step
+
+
+def _step(xp_t, m_t, h_prev, W_hh, b_hh, *, classic=False, z_flip=False, use_mask=True):
+    """The notebook's gru_step with one switchable slip."""
     H = h_prev.shape[1]
     hp = T.dot(h_prev, W_hh.T) + b_hh
     r = compat.sigmoid(xp_t[:, :H] + hp[:, :H])
     z = compat.sigmoid(xp_t[:, H:2 * H] + hp[:, H:2 * H])
-    n = T.tanh(xp_t[:, 2 * H:] + T.dot(r * h_prev, W_hh[2 * H:].T) + b_hh[2 * H:])
+    recurrent = T.dot(r * h_prev, W_hh[2 * H:].T) + b_hh[2 * H:] if classic else r * hp[:, 2 * H:]
+    n = T.tanh(xp_t[:, 2 * H:] + recurrent)
+    h_new = z * n + (1 - z) * h_prev if z_flip else (1 - z) * n + z * h_prev
+    if not use_mask:
+        return h_new
     m = m_t[:, None]
-    return m * ((1 - z) * n + z * h_prev) + (1 - m) * h_prev
+    return m * h_new + (1 - m) * h_prev
 
 
-def test_gru_step_check_accepts_torch_convention_and_explains_the_classic_one(capsys):
-    assert nb06.check_gru_step(askgru.gru_step)
-    assert not nb06.check_gru_step(_classic_gru_step)
-    assert "reset gate must multiply" in capsys.readouterr().out
+def test_gru_step_passes_the_notebook_answer_and_the_library(capsys):
+    assert nb06.check_gru_step(_step) and nb06.check_gru_step(askgru.gru_step)
+    assert capsys.readouterr().out == \
+        "PASS: your step equals torch.nn.GRUCell on every unmasked row and keeps the masked one\n" * 2
 
 
-def test_scan_encoder_check_rejects_a_mean_over_padding(capsys):
-    def encode(x, mask, W_ih, W_hh, b_ih, b_hh, pool_all=False):
-        xp = T.dot(x, W_ih.T) + b_ih
-        h0 = T.zeros((x.shape[0], W_hh.shape[1]), dtype=x.dtype)
-        hs = compat.scan(askgru.gru_step, sequences=[xp.dimshuffle(1, 0, 2), mask.T], outputs_info=[h0],
-                         non_sequences=[W_hh, b_hh])
-        if pool_all:
-            return hs.mean(axis=0)
-        return (hs * mask.T[:, :, None]).sum(axis=0) / mask.sum(axis=1)[:, None]
-
-    assert nb06.check_scan_encoder(encode)
-    assert not nb06.check_scan_encoder(lambda *a: encode(*a, pool_all=True))
-    assert "ALL positions" in capsys.readouterr().out
+@pytest.mark.parametrize("answer, hint", [
+    (lambda *a: _step(*a, classic=True), "the reset gate must multiply (W_hn h + b_hn)"),
+    (lambda *a: _step(*a, z_flip=True), "the update gate is used the other way round"),
+    (lambda *a: _step(*a, use_mask=False), "row 2 has mask 0"),
+    (lambda xp, m, h, W, b: _step(xp, 1 - m, h, W, b), "the mask is 1 on real tokens"),
+], ids=["classic", "z-flipped", "no-mask", "inverted-mask"])
+def test_gru_step_names_the_mistake(answer, hint, capsys):
+    _fails_with(capsys, nb06.check_gru_step(answer), hint)
 
 
-def test_beats_check():
+@pytest.mark.parametrize("answer", BAD_KINDS)
+def test_gru_step_fails_on_a_wrong_kind_without_raising(answer, capsys):
+    _fails_with(capsys, nb06.check_gru_step(answer), "")
+
+
+def test_the_gru_step_of_the_check_is_torch_grucell():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    W_ih, W_hh, b_ih, b_hh = nb06._gru_weights(rng, 3, 5)
+    cell = torch.nn.GRUCell(3, 5).double()
+    with torch.no_grad():
+        for name, value in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), (W_ih, W_hh, b_ih, b_hh)):
+            getattr(cell, name).copy_(torch.tensor(value))
+    x, h = rng.normal(size=(4, 3)), rng.normal(size=(4, 5))
+    want = cell(torch.tensor(x), torch.tensor(h)).detach().numpy()
+    np.testing.assert_allclose(nb06._gru_step_np(x @ W_ih.T + b_ih, np.ones(4), h, W_hh, b_hh), want, rtol=1e-12)
+
+
+# -------------------------------------------------------------------------------- scan encoder
+
+
+def _encode(x, mask, W_ih, W_hh, b_ih, b_hh, *, pool="real"):
+    """The notebook's gru_encode with one switchable slip."""
+    xp = T.dot(x, W_ih.T) + b_ih
+    h0 = T.zeros((x.shape[0], W_hh.shape[1]), dtype=x.dtype)
+    hs = compat.scan(askgru.gru_step, sequences=[xp.dimshuffle(1, 0, 2), mask.T], outputs_info=[h0],
+                     non_sequences=[W_hh, b_hh])  # (L, B, H)
+    total = (hs * mask.T[:, :, None]).sum(axis=0)
+    return {"real": total / mask.sum(axis=1)[:, None], "all": hs.mean(axis=0), "width": total / x.shape[1],
+            "last": hs[-1], "time": hs}[pool]
+
+
+def test_scan_encoder_passes(capsys):
+    assert nb06.check_scan_encoder(_encode)
+    assert capsys.readouterr().out == \
+        "PASS: your scan encoder equals a torch GRU with the same weights, and padding changes nothing\n"
+
+
+@pytest.mark.parametrize("answer, hint", [
+    (lambda *a: _encode(*a, pool="all"), "you averaged over ALL positions"),
+    (lambda *a: _encode(*a, pool="width"), "not by the width"),
+    (lambda *a: _encode(*a, pool="last"), "not the last state"),
+    (lambda *a: _encode(*a, pool="time"), "scan runs over the first axis"),
+], ids=["all", "width", "last", "no-pooling"])
+def test_scan_encoder_names_the_mistake(answer, hint, capsys):
+    _fails_with(capsys, nb06.check_scan_encoder(answer), hint)
+
+
+@pytest.mark.parametrize("answer", BAD_KINDS)
+def test_scan_encoder_fails_on_a_wrong_kind_without_raising(answer, capsys):
+    _fails_with(capsys, nb06.check_scan_encoder(answer), "")
+
+
+def test_beats_is_the_shared_check(capsys):
     assert nb06.check_beats({"m": {"cold R@50": 0.3}, "pop": {"cold R@50": 0.2}}, "m", "pop")
     assert not nb06.check_beats({"m": {"cold R@50": 0.1}, "pop": {"cold R@50": 0.2}}, "m", "pop")
+    assert "m (0.100) does not beat pop (0.200)" in capsys.readouterr().out
