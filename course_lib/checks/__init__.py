@@ -23,8 +23,11 @@ The core
 * :func:`passed` prints the PASS line. Print only numbers that are stable across machines
   (nbval compares PASS lines): round them, or print bounds instead of measured errors.
 * Helpers: :func:`close` (an ``allclose`` that never raises), :func:`rel_error`,
-  :func:`numerical_gradient`, :func:`compile_symbolic` (compile a learner's graph or fail),
-  :func:`check_beats` (a trained model beats a baseline).
+  :func:`numerical_gradient`, :func:`check_torch_gradient`, :func:`compile_symbolic` (compile a
+  learner's graph or fail), :func:`check_beats` (a trained model beats a baseline).
+* Meta-tests (``tests/checks``): every check gets its right answer (the PASS line exactly as the
+  notebook stores it), at least three plausible wrong answers, each with the hint it must print,
+  and :data:`WRONG_KINDS`, which it must answer with a ``FAIL:`` line and no exception.
 
 The core imports numpy only; torch and the Theano backend are imported by the functions that need
 them, so this package and the checks of notebooks 00 and 06 import without torch.
@@ -77,6 +80,16 @@ class Verdict:
 
     def _ipython_display_(self) -> None:
         pass
+
+
+def _raises(*args: Any, **kwargs: Any) -> Any:
+    raise ValueError("an error inside the learner's function")
+
+
+WRONG_KINDS: list = [None, {"a": 1}, lambda *a, **k: None, lambda *a, **k: {"a": 1}, lambda *a, **k: "text",
+                     lambda *a, **k: [[1], [2, 3]], lambda *a, **k: float("nan"), _raises]
+"""Answers of the wrong kind that every check must turn into a ``FAIL:`` line without raising: no
+function at all, and functions that return None, a dict, a string, a ragged list, NaN, or raise."""
 
 
 def report(ok: bool, pass_msg: str, fail_msg: str) -> Verdict:

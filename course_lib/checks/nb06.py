@@ -380,8 +380,8 @@ def check_gru_step(step_fn):
 
 def _encode_np(x, mask, W_ih, W_hh, b_ih, b_hh, *, pool="real"):
     """The masked GRU encoder in numpy (defaults: right), or pooled in a common wrong way."""
-    B, L, _ = x.shape
-    h = np.zeros((B, W_hh.shape[1]))
+    L = x.shape[1]
+    h = np.zeros((x.shape[0], W_hh.shape[1]))
     states = []
     for t in range(L):
         h = _gru_step_np(x[:, t] @ W_ih.T + b_ih, mask[:, t], h, W_hh, b_hh)

@@ -4,22 +4,13 @@ import numpy as np
 import pytest
 
 from course_lib import metrics
-from course_lib.checks import nb00
+from course_lib.checks import WRONG_KINDS, nb00
 
 
 def _fails_with(capsys, verdict, hint):
     out = capsys.readouterr().out
     assert not verdict, out
     assert out.startswith("FAIL: ") and hint in out, out
-
-
-def _raises(*args):
-    raise ValueError("boom")
-
-
-# answers of a wrong kind: the check prints one FAIL line and returns a false verdict
-BAD_KINDS = [None, {"a": 1}, lambda *a: None, lambda *a: {"a": 1}, lambda *a: "text", lambda *a: [[1], [2, 3]],
-             lambda *a: float("nan"), _raises]
 
 
 # ---------------------------------------------------------------------------------- Recall@M
@@ -54,7 +45,7 @@ def test_recall_names_the_mistake(answer, hint, capsys):
     _fails_with(capsys, nb00.check_recall_at_m(answer), hint)
 
 
-@pytest.mark.parametrize("answer", BAD_KINDS)
+@pytest.mark.parametrize("answer", WRONG_KINDS)
 def test_recall_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb00.check_recall_at_m(answer), "")
 
@@ -103,6 +94,6 @@ def test_popularity_names_the_mistake(answer, hint, capsys):
     _fails_with(capsys, nb00.check_popularity_scores(answer), hint)
 
 
-@pytest.mark.parametrize("answer", BAD_KINDS + [lambda likes, papers: likes])
+@pytest.mark.parametrize("answer", WRONG_KINDS + [lambda likes, papers: likes])
 def test_popularity_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb00.check_popularity_scores(answer), "")

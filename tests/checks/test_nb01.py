@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.checks import nb01
+from course_lib.checks import WRONG_KINDS, nb01
 from course_lib.text import SPECIALS, EncodedCorpus, Vocabulary, idf_vector
 from course_lib.torch_models.content import TfidfWordAverage
 from course_lib.torch_models.hybrid import weighted_mse_loss
@@ -15,14 +15,6 @@ def _fails_with(capsys, verdict, hint):
     out = capsys.readouterr().out
     assert not verdict, out
     assert out.startswith("FAIL: ") and hint in out, out
-
-
-def _raises(*args):
-    raise ValueError("boom")
-
-
-BAD_KINDS = [None, {"a": 1}, lambda *a: None, lambda *a: {"a": 1}, lambda *a: "text", lambda *a: [[1], [2, 3]],
-             lambda *a: float("nan"), _raises]
 
 
 # ------------------------------------------------------------------------------------------ idf
@@ -69,7 +61,7 @@ def test_idf_names_the_mistake(answer, hint, capsys):
     _fails_with(capsys, nb01.check_idf(answer), hint)
 
 
-@pytest.mark.parametrize("answer", BAD_KINDS)
+@pytest.mark.parametrize("answer", WRONG_KINDS)
 def test_idf_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb01.check_idf(answer), "")
 
@@ -115,7 +107,7 @@ def test_weighted_average_names_the_mistake(answer, hint, capsys):
     _fails_with(capsys, nb01.check_weighted_average(answer), hint)
 
 
-@pytest.mark.parametrize("answer", BAD_KINDS)
+@pytest.mark.parametrize("answer", WRONG_KINDS)
 def test_weighted_average_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb01.check_weighted_average(answer), "")
 
@@ -145,7 +137,7 @@ def test_merge_names_the_mistake(answer, hint, capsys):
     _fails_with(capsys, nb01.check_merge(answer), hint)
 
 
-@pytest.mark.parametrize("answer", BAD_KINDS)
+@pytest.mark.parametrize("answer", WRONG_KINDS)
 def test_merge_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb01.check_merge(answer), "")
 
@@ -171,7 +163,7 @@ def test_weighted_mse_names_the_mistake(answer, hint, capsys):
     _fails_with(capsys, nb01.check_weighted_mse(answer), hint)
 
 
-@pytest.mark.parametrize("answer", BAD_KINDS)
+@pytest.mark.parametrize("answer", WRONG_KINDS)
 def test_weighted_mse_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb01.check_weighted_mse(answer), "")
 
@@ -229,7 +221,7 @@ def test_training_step_names_the_mistake(answer, hint, capsys):
     _fails_with(capsys, nb01.check_training_step(answer), hint)
 
 
-@pytest.mark.parametrize("answer", BAD_KINDS)
+@pytest.mark.parametrize("answer", WRONG_KINDS)
 def test_training_step_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb01.check_training_step(answer), "")
 

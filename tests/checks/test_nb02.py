@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.checks import nb02
+from course_lib.checks import WRONG_KINDS, nb02
 from course_lib.torch_models.paragraph2vec import negative_sampling_loss, noise_distribution
 
 
@@ -14,14 +14,6 @@ def _fails_with(capsys, verdict, hint):
     out = capsys.readouterr().out
     assert not verdict, out
     assert out.startswith("FAIL: ") and hint in out, out
-
-
-def _raises(*args, **kwargs):
-    raise ValueError("boom")
-
-
-BAD_KINDS = [None, {"a": 1}, lambda *a, **k: None, lambda *a, **k: {"a": 1}, lambda *a, **k: "text",
-             lambda *a, **k: [[1], [2, 3]], lambda *a, **k: float("nan"), _raises]
 
 
 # ------------------------------------------------------------------------------- negative sampling
@@ -58,7 +50,7 @@ def test_ns_loss_names_the_mistake(answer, hint, capsys):
     _fails_with(capsys, nb02.check_ns_loss(answer), hint)
 
 
-@pytest.mark.parametrize("answer", BAD_KINDS + [lambda h, p, n: _ns(h, p, n).numpy()])
+@pytest.mark.parametrize("answer", WRONG_KINDS + [lambda h, p, n: _ns(h, p, n).numpy()])
 def test_ns_loss_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb02.check_ns_loss(answer), "")
 
@@ -100,7 +92,7 @@ def test_noise_probs_names_the_mistake(answer, hint, capsys):
     _fails_with(capsys, nb02.check_noise_probs(answer), hint)
 
 
-@pytest.mark.parametrize("answer", BAD_KINDS)
+@pytest.mark.parametrize("answer", WRONG_KINDS)
 def test_noise_probs_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb02.check_noise_probs(answer), "")
 
@@ -172,7 +164,7 @@ class _ReturnsDict(PVDBOW):
         return {"loss": 1}
 
 
-@pytest.mark.parametrize("answer", BAD_KINDS + [_ReturnsDict])
+@pytest.mark.parametrize("answer", WRONG_KINDS + [_ReturnsDict])
 def test_pvdbow_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb02.check_pvdbow(answer), "")
 
@@ -216,7 +208,7 @@ def test_infer_names_the_mistake(answer, hint, capsys):
     _fails_with(capsys, nb02.check_infer(answer, PVDBOW), hint)
 
 
-@pytest.mark.parametrize("answer", BAD_KINDS)
+@pytest.mark.parametrize("answer", WRONG_KINDS)
 def test_infer_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb02.check_infer(answer, PVDBOW), "")
 
@@ -253,7 +245,7 @@ def test_dm_hidden_names_the_mistake(answer, hint, capsys):
     _fails_with(capsys, nb02.check_dm_hidden(answer), hint)
 
 
-@pytest.mark.parametrize("answer", BAD_KINDS)
+@pytest.mark.parametrize("answer", WRONG_KINDS)
 def test_dm_hidden_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb02.check_dm_hidden(answer), "")
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib.checks import nb03
+from course_lib.checks import WRONG_KINDS, nb03
 from course_lib.torch_models.hybrid import bpr_loss, listwise_loss
 
 
@@ -12,14 +12,6 @@ def _fails_with(capsys, verdict, hint):
     out = capsys.readouterr().out
     assert not verdict, out
     assert out.startswith("FAIL: ") and hint in out, out
-
-
-def _raises(*args, **kwargs):
-    raise ValueError("boom")
-
-
-BAD_KINDS = [None, {"a": 1}, lambda *a: None, lambda *a: {"a": 1}, lambda *a: "text", lambda *a: [[1], [2, 3]],
-             lambda *a: float("nan"), _raises]
 
 
 # ------------------------------------------------------------------------------------- PV-DBOW
@@ -53,7 +45,7 @@ def test_pv_dbow_loss_names_the_mistake(answer, hint, capsys):
     _fails_with(capsys, nb03.check_pv_dbow_loss(answer), hint)
 
 
-@pytest.mark.parametrize("answer", BAD_KINDS + [lambda d, p, n: _pv(d, p, n).numpy()])
+@pytest.mark.parametrize("answer", WRONG_KINDS + [lambda d, p, n: _pv(d, p, n).numpy()])
 def test_pv_dbow_loss_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb03.check_pv_dbow_loss(answer), "")
 
@@ -103,7 +95,7 @@ def test_listwise_names_the_mistake(answer, hint, capsys):
 
 
 @pytest.mark.parametrize("check", [nb03.check_bpr, nb03.check_listwise])
-@pytest.mark.parametrize("answer", BAD_KINDS)
+@pytest.mark.parametrize("answer", WRONG_KINDS)
 def test_ranking_checks_fail_on_a_wrong_kind_without_raising(check, answer, capsys):
     _fails_with(capsys, check(answer), "")
 
@@ -156,7 +148,7 @@ def test_infer_names_the_mistake(answer, hint, capsys):
     _fails_with(capsys, nb03.check_infer(answer), hint)
 
 
-@pytest.mark.parametrize("answer", BAD_KINDS)
+@pytest.mark.parametrize("answer", WRONG_KINDS)
 def test_infer_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb03.check_infer(answer), "")
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from course_lib.checks import nb04
+from course_lib.checks import WRONG_KINDS, nb04
 from course_lib.torch_models.askgru import GRUEncoder, multitask_loss, tag_loss
 from course_lib.torch_models.saliency import word_saliency
 
@@ -16,14 +16,6 @@ def _fails_with(capsys, verdict, hint):
     out = capsys.readouterr().out
     assert not verdict, out
     assert out.startswith("FAIL: ") and hint in out, out
-
-
-def _raises(*args, **kwargs):
-    raise ValueError("boom")
-
-
-BAD_KINDS = [None, {"a": 1}, lambda *a: None, lambda *a: {"a": 1}, lambda *a: "text", lambda *a: [[1], [2, 3]],
-             lambda *a: float("nan"), _raises]
 
 
 # ---------------------------------------------------------------------------------------- encoder
@@ -98,7 +90,7 @@ class _ForwardReturnsDict(Encoder):
         return {"h": 1}
 
 
-@pytest.mark.parametrize("answer", BAD_KINDS + [_ForwardReturnsDict])
+@pytest.mark.parametrize("answer", WRONG_KINDS + [_ForwardReturnsDict])
 def test_encoder_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb04.check_gru_encoder(answer), "")
 
@@ -141,7 +133,7 @@ def test_confidence_loss_names_the_mistake(answer, hint, capsys):
     _fails_with(capsys, nb04.check_confidence_loss(answer), hint)
 
 
-@pytest.mark.parametrize("answer", BAD_KINDS)
+@pytest.mark.parametrize("answer", WRONG_KINDS)
 def test_confidence_loss_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb04.check_confidence_loss(answer), "")
 
@@ -178,7 +170,7 @@ def test_multitask_names_the_mistake(answer, hint, capsys):
     _fails_with(capsys, nb04.check_multitask_loss(answer), hint)
 
 
-@pytest.mark.parametrize("answer", BAD_KINDS)
+@pytest.mark.parametrize("answer", WRONG_KINDS)
 def test_multitask_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb04.check_multitask_loss(answer), "")
 
@@ -220,7 +212,7 @@ def test_saliency_names_the_mistake(answer, hint, capsys):
     _fails_with(capsys, nb04.check_saliency(answer), hint)
 
 
-@pytest.mark.parametrize("answer", BAD_KINDS)
+@pytest.mark.parametrize("answer", WRONG_KINDS)
 def test_saliency_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb04.check_saliency(answer), "")
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from course_lib import sessions
-from course_lib.checks import nb05
+from course_lib.checks import WRONG_KINDS, nb05
 from course_lib.evaluation import evaluate_sessions
 from course_lib.torch_models import gru4rec as g
 
@@ -14,14 +14,6 @@ def _fails_with(capsys, verdict, hint):
     out = capsys.readouterr().out
     assert not verdict, out
     assert out.startswith("FAIL: ") and hint in out, out
-
-
-def _raises(*args, **kwargs):
-    raise ValueError("boom")
-
-
-BAD_KINDS = [None, {"a": 1}, lambda *a, **k: None, lambda *a, **k: {"a": 1}, lambda *a, **k: "text",
-             lambda *a, **k: [[1], [2, 3]], lambda *a, **k: float("nan"), _raises]
 
 
 # ------------------------------------------------------------------------------ session batches
@@ -80,7 +72,7 @@ def test_session_batches_random_sessions_catch_what_the_hand_case_cannot(capsys)
     _fails_with(capsys, nb05.check_session_batches(hand_then_stream), "crosses from one session into the next")
 
 
-@pytest.mark.parametrize("answer", BAD_KINDS + [lambda o, b: 5, lambda o, b: [1, 2]])
+@pytest.mark.parametrize("answer", WRONG_KINDS + [lambda o, b: 5, lambda o, b: [1, 2]])
 def test_session_batches_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb05.check_session_batches(answer), "")
 
@@ -146,7 +138,7 @@ def test_bpr_max_names_the_mistake(answer, hint, capsys):
 
 
 @pytest.mark.parametrize("check", [nb05.check_top1, nb05.check_bpr_max])
-@pytest.mark.parametrize("answer", BAD_KINDS)
+@pytest.mark.parametrize("answer", WRONG_KINDS)
 def test_loss_checks_fail_on_a_wrong_kind_without_raising(check, answer, capsys):
     _fails_with(capsys, check(answer), "")
 
@@ -200,6 +192,6 @@ def test_evaluation_names_the_mistake(answer, hint, capsys):
     _fails_with(capsys, nb05.check_evaluation(answer), hint)
 
 
-@pytest.mark.parametrize("answer", BAD_KINDS)
+@pytest.mark.parametrize("answer", WRONG_KINDS)
 def test_evaluation_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb05.check_evaluation(answer), "")
