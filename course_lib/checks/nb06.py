@@ -79,14 +79,15 @@ def _adagrad_path(a, w0, lr, eps, steps=3, *, eps_in_sqrt=False, old_acc=False, 
 def _adagrad_mistakes(a, w0, lr, eps):
     path = lambda **kw: lambda: _adagrad_path(a, w0, lr, eps, **kw)  # noqa: E731
     return [
-        Mistake("divide by sqrt(acc_new) where acc_new = acc + g**2 INCLUDES this step's gradient (both updates are "
-                "computed from the values before the call)", path(old_acc=True)),
+        Mistake("the parameter's step must use the accumulator that already INCLUDES this step's squared gradient "
+                "(both updates are computed from the values before the call)", path(old_acc=True)),
         Mistake("step 1 is right but later steps are not: the accumulator must itself be updated, so that the "
                 "squared gradients add up over the steps", path(keep_acc=True)),
         Mistake("the accumulator sums the SQUARED gradients", path(acc_of_g=True)),
-        Mistake("epsilon is added after the square root: sqrt(acc_new) + epsilon, not sqrt(acc_new + epsilon)",
+        Mistake("epsilon goes outside the square root: it is added to the root of the accumulator, not under it",
                 path(eps_in_sqrt=True)),
-        Mistake("epsilon is missing from the denominator: sqrt(acc_new) + epsilon", path(no_eps=True)),
+        Mistake("epsilon is missing from the denominator (it keeps the step finite where the accumulator is 0)",
+                path(no_eps=True)),
         Mistake("the update climbs the loss: subtract the step, p - learning_rate * ...", path(sign=1.0)),
     ]
 
@@ -140,8 +141,8 @@ def check_adagrad(adagrad_fn):
                 mistakes[:0] = [
                     Mistake("with learning_rate=0.05, epsilon=0.1 the weights are those of 0.1 and 1e-10: use the "
                             "arguments, not constants", _adagrad_path(a, w0, 0.1, 1e-10)),
-                    Mistake("epsilon=0.1 is not used: the denominator is sqrt(acc_new) + epsilon, with the epsilon "
-                            "argument", _adagrad_path(a, w0, lr, 1e-10)),
+                    Mistake("epsilon=0.1 is not used: add the epsilon argument to the root of the accumulator",
+                            _adagrad_path(a, w0, lr, 1e-10)),
                     Mistake("learning_rate=0.05 is not used: take the learning_rate argument",
                             _adagrad_path(a, w0, 0.1, eps)),
                 ]
@@ -365,16 +366,16 @@ def check_gru_step(step_fn):
     raise diagnose(got, [
         Mistake("the masked row is right but the others differ: the reset gate must multiply (W_hn h + b_hn), the "
                 "recurrent part of the candidate, not h before the matrix", _gru_step_np(*args, convention="classic")),
-        Mistake("the update gate is used the other way round: h' = (1 - z) * n + z * h_prev in torch's convention",
-                _gru_step_np(*args, z_flip=True)),
+        Mistake("the update gate is used the other way round: in torch's convention z weighs the OLD state h_prev "
+                "and 1 - z the candidate n", _gru_step_np(*args, z_flip=True)),
         Mistake("the gates are stacked [r, z, n] (reset, update, candidate), in that order",
                 _gru_step_np(*args, order="zrn")),
-        Mistake("row 2 has mask 0: its state must stay h_prev (m * h_new + (1 - m) * h_prev)",
-                _gru_step_np(*args, mask="ignore")),
+        Mistake("row 2 has mask 0: a row without a token keeps its previous state; only rows with mask 1 take the "
+                "new one", _gru_step_np(*args, mask="ignore")),
         Mistake("the mask is 1 on real tokens: those rows take the new state, rows with 0 keep h_prev",
                 _gru_step_np(*args, mask="inverted")),
-        Mistake("row 2 has mask 0: its state must stay h_prev (m * h_new + (1 - m) * h_prev)",
-                when=lambda v: not np.allclose(v[2], h0[2])),
+        Mistake("row 2 has mask 0: a row without a token keeps its previous state; only rows with mask 1 take the "
+                "new one", when=lambda v: not np.allclose(v[2], h0[2])),
     ], f"the state differs from torch.nn.GRUCell (relative error {rel_error(got, want):.1e})", rtol=1e-8, atol=1e-12)
 
 

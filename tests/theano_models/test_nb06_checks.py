@@ -74,9 +74,9 @@ def _sgd(loss, params, lr, eps):
 
 @pytest.mark.parametrize("answer, hint", [
     (_sgd, "only the parameter is updated"),
-    (lambda *a: _adagrad(*a, old_acc=True), "INCLUDES this step's gradient"),
+    (lambda *a: _adagrad(*a, old_acc=True), "INCLUDES this step's squared gradient"),
     (lambda *a: _adagrad(*a, keep_acc=True), "the accumulator must itself be updated"),
-    (lambda *a: _adagrad(*a, eps_inside=True), "epsilon is added after the square root"),
+    (lambda *a: _adagrad(*a, eps_inside=True), "epsilon goes outside the square root"),
     (lambda *a: _adagrad(*a, eps=1e-10), "epsilon=0.1 is not used"),
     (lambda *a: _adagrad(*a, lr=0.1), "learning_rate=0.05 is not used"),
     (lambda loss, params, lr, eps: _adagrad(loss, params, lr, eps)[1:], "only the parameter is updated"),
