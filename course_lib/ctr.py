@@ -21,7 +21,7 @@ One iteration of :meth:`CTR.fit`:
 4. topics: ``beta_kw ∝ eta + sum_j n_jw phi_jwk`` (the M-step of LDA).
 
 Steps 3-4 run when ``fit`` gets the word counts (``counts=``); without them ``theta`` stays fixed
-(the default of the authors' code, "comparable performance" in the paper). The paper leaves the
+(the default of the authors' code). The paper leaves the
 details of the gradient step open; they follow cornac's CTR: the step is rescaled to an L1 length
 of at most 1, projected onto the simplex (Duchi et al. 2008), and halved from 1/2 until the
 objective rises enough (Armijo); ``beta`` is smoothed by ``eta = 0.01``. Where to start: the
