@@ -23,18 +23,36 @@ import scipy.sparse as sp
 from scipy.linalg import cho_factor, cho_solve
 
 from .data import check_ids
+from .validation import check_int, check_nonnegative, check_positive
 
 
-def _binary_likes(likes, what: str = "train_likes") -> sp.csr_matrix:
+def binary_likes(likes, what: str = "train_likes") -> sp.csr_matrix:
+    """``likes`` as a float64 csr matrix of ones (every stored non-zero is a like).
+
+    Refuses anything but a 2-D matrix of finite values >= 0, since a negative or NaN "like" would
+    otherwise silently count as one."""
     if not sp.issparse(likes):
         likes = np.asarray(likes)
         if likes.ndim != 2:
             raise ValueError(f"{what} must be a 2-D (n_users, n_papers) matrix, got shape {likes.shape}")
+        if not np.issubdtype(likes.dtype, np.number) and likes.dtype != bool:
+            raise ValueError(f"{what} must hold numbers (1 = like), got dtype {likes.dtype}")
     out = sp.csr_matrix(likes, dtype=np.float64, copy=True)
     out.sum_duplicates()
+    if out.nnz and (not np.all(np.isfinite(out.data)) or out.data.min() < 0):
+        raise ValueError(f"{what} must hold finite values >= 0 (1 = like, 0 = no like)")
     out.eliminate_zeros()
     out.data[:] = 1.0
     return out
+
+
+def check_confidences(a, b) -> tuple[float, float]:
+    """``(a, b)`` as floats if ``a > 0`` and ``0 <= b <= a`` (a like weighs at least as much as a non-like)."""
+    a = check_positive("a (confidence of a like)", a)
+    b = check_nonnegative("b (confidence of a non-like)", b)
+    if b > a:
+        raise ValueError(f"b (confidence of a non-like) must be <= a = {a}, got {b}")
+    return a, b
 
 
 def _check_fitted(model, attr: str) -> None:
@@ -52,7 +70,7 @@ class PopularityFlip:
         self.user_counts = None
 
     def fit(self, train_likes) -> "PopularityFlip":
-        likes = _binary_likes(train_likes)
+        likes = binary_likes(train_likes)
         self.n_papers = likes.shape[1]
         self.user_counts = np.asarray(likes.sum(axis=1)).ravel()  # (n_users,)
         return self
@@ -76,7 +94,7 @@ class PopularityItems:
         self.paper_counts = None
 
     def fit(self, train_likes) -> "PopularityItems":
-        likes = _binary_likes(train_likes)
+        likes = binary_likes(train_likes)
         self.n_users = likes.shape[0]
         self.paper_counts = np.asarray(likes.sum(axis=0)).ravel()  # (n_papers,)
         return self
@@ -98,19 +116,23 @@ class ContentKNN:
     """
 
     def __init__(self, k: int | None = None):
-        if k is not None and (not isinstance(k, (int, np.integer)) or k <= 0):
-            raise ValueError(f"k must be None (mean over all of a user's papers) or a positive int, got {k!r}")
-        self.k = k
+        self.k = None if k is None else check_int("k (neighbours; None = mean over all of a user's papers)", k)
         self.X = None
 
     def fit(self, train_likes, tfidf) -> "ContentKNN":
-        likes = _binary_likes(train_likes)
+        likes = binary_likes(train_likes)
+        if not sp.issparse(tfidf):
+            tfidf = np.asarray(tfidf)
+        if len(tfidf.shape) != 2:
+            raise ValueError(f"tfidf must be a 2-D (n_papers, vocabulary) matrix, got shape {tfidf.shape}")
         if tfidf.shape[0] != likes.shape[1]:
             raise ValueError(
                 f"tfidf has {tfidf.shape[0]} rows but train_likes has {likes.shape[1]} papers; "
                 "tfidf must be (n_papers, vocabulary) with one row per like-matrix column"
             )
         X = sp.csr_matrix(tfidf, dtype=np.float64, copy=True)
+        if X.nnz and not np.all(np.isfinite(X.data)):
+            raise ValueError("tfidf contains NaN or infinite weights; check the text features")
         norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
         # papers without any known word keep a zero vector: cosine 0 with everything
         X = sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ X
@@ -163,13 +185,6 @@ class ContentKNN:
 
 
 # --------------------------------------------------------------------------- WMF by ALS
-
-
-def _check_conf(a: float, b: float, lam: float, lam_name: str) -> None:
-    if not (a > 0 and b >= 0 and a >= b):
-        raise ValueError(f"confidences must satisfy a >= b >= 0 and a > 0 (observed >= unobserved), got a={a}, b={b}")
-    if lam < 0:
-        raise ValueError(f"{lam_name} must be >= 0, got {lam}")
 
 
 def _als_half_step(Y: np.ndarray, R: sp.csr_matrix, a: float, b: float, lam: float, prior=None, block: int = 256):
@@ -244,8 +259,9 @@ def als_update_users(V: np.ndarray, R, a: float = 1.0, b: float = 0.01, lambda_u
 
     ``R`` is the binary ``(n_users, n_items)`` like matrix (non-zeros count as 1).
     """
-    _check_conf(a, b, lambda_u, "lambda_u")
-    R = _binary_likes(R, "R")
+    a, b = check_confidences(a, b)
+    lambda_u = check_nonnegative("lambda_u", lambda_u)
+    R = binary_likes(R, "R")
     V = np.asarray(V, dtype=np.float64)
     if V.ndim != 2 or V.shape[0] != R.shape[1]:
         raise ValueError(f"V must be (n_items={R.shape[1]}, k), got shape {V.shape}")
@@ -258,8 +274,9 @@ def als_update_items(U: np.ndarray, R, a: float = 1.0, b: float = 0.01, lambda_v
     V_j = (U^T C_j U + lambda_v I)^-1 (U^T C_j r_j + lambda_v prior_j). ``prior`` ``(n_items, k)`` is
     the per-item mean (the topic proportions theta_j in CTR); ``None`` means a zero prior (plain WMF).
     """
-    _check_conf(a, b, lambda_v, "lambda_v")
-    R = _binary_likes(R, "R")
+    a, b = check_confidences(a, b)
+    lambda_v = check_nonnegative("lambda_v", lambda_v)
+    R = binary_likes(R, "R")
     U = np.asarray(U, dtype=np.float64)
     if U.ndim != 2 or U.shape[0] != R.shape[0]:
         raise ValueError(f"U must be (n_users={R.shape[0]}, k), got shape {U.shape}")
@@ -276,7 +293,7 @@ def wmf_loss(U, V, R, a=1.0, b=0.01, lambda_u=0.01, lambda_v=0.01, prior=None) -
     computed without the dense ``(n_users, n_items)`` matrix: the sum of b (u_i.v_j)^2 over all
     pairs is b * <U^T U, V^T V>, and observed pairs are corrected one by one.
     """
-    R = _binary_likes(R, "R")
+    R = binary_likes(R, "R")
     rows, cols = R.nonzero()
     pred = np.einsum("ij,ij->i", U[rows], V[cols])  # (nnz,)
     loss = b * float(np.sum((U.T @ U) * (V.T @ V)))
@@ -296,19 +313,17 @@ class WMF:
     """
 
     def __init__(self, k=200, lambda_u=0.01, lambda_v=0.01, a=1.0, b=0.01, n_iter=10, seed=0):
-        if not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ValueError(f"k (number of latent factors) must be a positive int, got {k!r}")
-        if not isinstance(n_iter, (int, np.integer)) or n_iter <= 0:
-            raise ValueError(f"n_iter must be a positive int, got {n_iter!r}")
-        _check_conf(a, b, lambda_u, "lambda_u")
-        _check_conf(a, b, lambda_v, "lambda_v")
-        self.k, self.lambda_u, self.lambda_v, self.a, self.b = k, lambda_u, lambda_v, a, b
-        self.n_iter, self.seed = n_iter, seed
+        self.k = check_int("k (number of latent factors)", k)
+        self.n_iter = check_int("n_iter", n_iter)
+        self.lambda_u = check_nonnegative("lambda_u", lambda_u)
+        self.lambda_v = check_nonnegative("lambda_v", lambda_v)
+        self.a, self.b = check_confidences(a, b)
+        self.seed = check_int("seed", seed, minimum=0)
         self.U = self.V = None
         self.loss_history: list[float] = []
 
     def fit(self, train_likes) -> "WMF":
-        R = _binary_likes(train_likes)
+        R = binary_likes(train_likes)
         rng = np.random.default_rng(self.seed)
         V = 0.1 * rng.standard_normal((R.shape[1], self.k))  # (n_papers, k); U is solved first
         self.loss_history = []

@@ -8,8 +8,12 @@ Two families share this module:
   ``exclude`` (e.g. the training likes) holds entries that are never recommended. Rows without
   test items are skipped, and the mean is taken over the remaining rows.
 
-  Recall@M is the Ask-the-GRU definition (Bansal et al. 2016, Sec. 4.1, after Wang and Blei 2011):
-  ``|top-M ∩ test_row| / |test_row|``, averaged over rows.
+  Recall@M, as Ask the GRU defines it (Bansal et al. 2016, section 4.1, "Evaluation Metric", after
+  Wang and Blei 2011): for one row, ``|top-M ∩ test_row| / |test_row|``, the number of its test
+  items in its top-M list divided by the number of its test items (not by M, which would be
+  precision, and not by ``min(M, |test_row|)``, so a row with more than M test items cannot reach
+  1); then the mean over the rows that have a test item. The paper averages this per-user value
+  over users.
 
 * **Rank metrics** for one target per event (GRU4Rec, Hidasi et al. 2016, Sec. 4): the rank of the
   target among all candidates, then Recall@K (= hit rate, the target is in the top K) and MRR@K
@@ -151,7 +155,7 @@ def metrics_from_hits(
 
     Keys are ``"Recall@50"``, ``"NDCG@100"``, ... Definitions (binary relevance):
 
-    * Recall@k = hits in top k / |test|  (Bansal et al. 2016, Sec. 4.1)
+    * Recall@k = hits in top k / |test| (the module docstring's Recall@M)
     * Precision@k = hits in top k / k
     * HR@k = 1 if any test item is in the top k
     * MRR@k = 1 / position of the first hit in the top k (0 if none)
@@ -208,14 +212,16 @@ def _single(metric: str, scores, test, k, exclude) -> float:
 
 
 def recall_per_row(scores, test, m: int = 50, exclude=None) -> np.ndarray:
-    """Recall@m of every row ``(n_rows,)``; NaN where the row has no test item."""
+    """Recall@m of every row ``(n_rows,)``: its test items in its top m / its test items (see the
+    module docstring); NaN where the row has no test item."""
     m = _check_k(m, "m")
     hits, n_rel = _hits(scores, test, m, exclude)
     return metrics_from_hits(hits, n_rel, [m], ["recall"])[f"Recall@{m}"]
 
 
 def recall_at_m(scores, test, ms: Sequence[int] = (50, 100), exclude=None) -> dict[int, float]:
-    """Recall@M for each M in ``ms``, averaged over rows with test items (Bansal et al. 2016, Sec. 4.1)."""
+    """Recall@M for each M in ``ms``: per row, its test items in its top M / its test items, averaged
+    over the rows with test items (the module docstring's definition)."""
     if isinstance(ms, (int, np.integer)):
         ms = [ms]
     ms = [_check_k(m, "each M") for m in ms]

@@ -131,7 +131,7 @@ def test_wmf_beats_popularity_on_planted_low_rank_data():
 def test_baseline_errors():
     with pytest.raises(ValueError, match="not fitted"):
         WMF(k=2).score_users([0])
-    with pytest.raises(ValueError, match="a >= b"):
+    with pytest.raises(ValueError, match=r"b \(confidence of a non-like\) must be <= a = 0.01, got 1.0"):
         WMF(a=0.01, b=1.0)
     with pytest.raises(ValueError, match="tfidf has 2 rows"):
         ContentKNN().fit(LIKES, sp.csr_matrix(np.ones((2, 4))))
@@ -139,3 +139,37 @@ def test_baseline_errors():
         als_update_users(np.ones((3, 2)), LIKES, a=1.0, b=0.0, lambda_u=0.0)
     with pytest.raises(ValueError, match=r"V must be \(n_items=3, k\)"):
         als_update_users(np.ones((4, 2)), LIKES)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: WMF(k=0), r"k \(number of latent factors\) must be an integer >= 1, got 0"),
+    (lambda: WMF(k="8"), r"k \(number of latent factors\) must be an integer >= 1, got '8'"),
+    (lambda: WMF(n_iter=-2), r"n_iter must be an integer >= 1, got -2"),
+    (lambda: WMF(lambda_u=-0.5), r"lambda_u must be a finite number >= 0, got -0.5"),
+    (lambda: WMF(lambda_v=float("inf")), r"lambda_v must be a finite number >= 0, got inf"),
+    (lambda: WMF(a=0), r"a \(confidence of a like\) must be a finite number > 0, got 0"),
+    (lambda: WMF(b=-1), r"b \(confidence of a non-like\) must be a finite number >= 0, got -1"),
+    (lambda: WMF(seed=-1), r"seed must be an integer >= 0, got -1"),
+    (lambda: ContentKNN(k=0), r"k \(neighbours; None = mean over all of a user's papers\) must be an integer >= 1, got 0"),
+    (lambda: ContentKNN(k=2.5), r"k \(neighbours; None = mean over all of a user's papers\) must be an integer >= 1, got 2.5"),
+])
+def test_baseline_settings_are_checked_when_built(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+@pytest.mark.parametrize("fit, message", [
+    (lambda: PopularityFlip().fit(np.ones(3)), r"train_likes must be a 2-D \(n_users, n_papers\) matrix, got shape \(3,\)"),
+    (lambda: PopularityItems().fit(-LIKES), r"train_likes must hold finite values >= 0"),
+    (lambda: PopularityItems().fit(np.array([[1.0, np.nan]])), r"train_likes must hold finite values >= 0"),
+    (lambda: PopularityFlip().fit(np.array([["a", "b"]])), r"train_likes must hold numbers \(1 = like\), got dtype <U1"),
+    (lambda: WMF(k=2, n_iter=1).fit(np.ones((2, 2, 2))), r"train_likes must be a 2-D .* got shape \(2, 2, 2\)"),
+    (lambda: ContentKNN().fit(LIKES, np.ones(3)), r"tfidf must be a 2-D \(n_papers, vocabulary\) matrix, got shape \(3,\)"),
+    (lambda: ContentKNN().fit(LIKES, np.array([[1.0], [np.inf], [0.0]])), r"tfidf contains NaN or infinite weights"),
+    (lambda: als_update_users(np.ones((3, 2)), LIKES, a=-1.0), r"a \(confidence of a like\) must be a finite number > 0, got -1.0"),
+    (lambda: als_update_items(np.ones((4, 2)), LIKES, lambda_v=-1.0), r"lambda_v must be a finite number >= 0, got -1.0"),
+    (lambda: als_update_items(np.ones((4, 2)), LIKES, prior=np.ones((3, 3))), r"prior must be \(n_items=3, k=2\), got shape \(3, 3\)"),
+])
+def test_baseline_inputs_are_checked_before_any_work(fit, message):
+    with pytest.raises(ValueError, match=message):
+        fit()

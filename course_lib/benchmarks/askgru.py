@@ -190,7 +190,8 @@ def _ctr(name, args, prep, fold, kind, tags_train):
         score = model.score_users
     else:
         model = CTR(k=args.ctr_k, n_iter=args.ctr_iter)
-        model.fit(fold.train, prep["theta"], tags=tags_train if name == "CTR-MTL" else None)
+        model.fit(fold.train, prep["theta"], tags=tags_train if name == "CTR-MTL" else None, counts=prep["counts"],
+                  beta=prep["beta"])
         score = model.score_users
     seconds = time.perf_counter() - t0 + (prep["lda_seconds"] if name != "WMF" else 0.0)
     cand = fold.test_papers if cold else np.arange(fold.train.shape[1])
@@ -231,8 +232,9 @@ def prepare(args) -> dict:
         from course_lib.ctr import ctr_counts, lda_topics
 
         t0 = time.perf_counter()
-        counts, _ = ctr_counts(texts)
-        prep["theta"] = lda_topics(counts, n_topics=args.ctr_k, max_iter=args.lda_iter, seed=args.seed)
+        prep["counts"], _ = ctr_counts(texts)
+        prep["theta"], prep["beta"] = lda_topics(prep["counts"], n_topics=args.ctr_k, max_iter=args.lda_iter,
+                                                 seed=args.seed, return_beta=True)
         prep["lda_seconds"] = time.perf_counter() - t0
     return prep
 
