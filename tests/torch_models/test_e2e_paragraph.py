@@ -92,7 +92,7 @@ def test_aux_loss_is_lambda_times_p2v_and_samples_words_of_the_paper():
     assert enc_a.aux_loss(batch).item() == pytest.approx(3.0 * enc_b.aux_loss(batch).item(), rel=1e-6)
     off = EndToEndParagraphVectors(20, counts, dim=6, lambda_p2v=0.0)
     assert float(off.aux_loss(batch)) == 0.0
-    with pytest.raises(ValueError, match="lambda_p2v >= 0"):
+    with pytest.raises(ValueError, match="lambda_p2v must be a finite number >= 0"):
         EndToEndParagraphVectors(20, counts, lambda_p2v=-1.0)
     with pytest.raises(ValueError, match=r"init_vectors has shape \(20, 5\), expected \(20, 6\)"):
         EndToEndParagraphVectors(20, counts, dim=6, init_vectors=np.zeros((20, 5)))
