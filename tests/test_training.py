@@ -424,3 +424,14 @@ def test_sample_words_bad_input():
         sample_words(IDS, left, 3, 2, CDF, rng)
     with pytest.raises(ValueError, match=r"ids \(2, 5\) and mask \(2, 4\) must be equal 2-d shapes"):
         sample_words(IDS, MASK[:, :4], 3, 2, CDF, rng)
+
+
+def test_notebook_06_does_not_import_torch():
+    # the Theano notebook runs in the Theano-only environment; PyTorch figures come from the benchmark table
+    import json
+    import re
+    from pathlib import Path
+
+    nb = Path(__file__).resolve().parents[1] / "solutions" / "06_theano_track.ipynb"
+    code = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+    assert not re.search(r"^\s*(import torch|from torch)", code, re.M)
