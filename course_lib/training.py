@@ -43,7 +43,7 @@ from course_lib.data import check_ids
 from course_lib.evaluation import evaluate_flip, evaluate_ranking
 from course_lib.validation import (
     TrainingDiverged, check_choice, check_finite, check_fraction, check_int, check_memory, check_nonnegative,
-    check_positive,
+    check_positive, clamp_count,
 )
 
 LOSSES = ("wmse", "bpr", "listwise")
@@ -682,6 +682,7 @@ def askgru_loop(step: Callable[[PairBatch], Any], model, likes: sp.csr_matrix, *
     rng = np.random.default_rng(int(seed))
     n_likes = np.diff(likes.indptr)
     users_pool = np.flatnonzero(n_likes)
+    batch_users = clamp_count("batch_users", batch_users, users_pool.size, "users with training likes")
     if train_papers is None:
         train_papers = np.flatnonzero(np.asarray(likes.sum(axis=0)).ravel() > 0)
     conf_all = 1.0 + alpha_conf * np.log1p(n_likes / eps_conf)  # (n_users,) c_ij of section 4.1.2
@@ -712,7 +713,7 @@ def askgru_loop(step: Callable[[PairBatch], Any], model, likes: sp.csr_matrix, *
     log = train_loop(step, periods, model=model, evaluate=evaluate, monitor="recall", patience=patience,
                      cause=cause, period_name="evaluation period", total_steps=max_updates, progress=progress,
                      desc=desc)
-    pairs_per_step = 2 * min(batch_users, users_pool.size)
+    pairs_per_step = 2 * batch_users
     hist = History(update=log.steps, loss=log.losses["loss"], loss_rec=log.losses.get("loss_rec", []),
                    loss_tag=log.losses.get("loss_tag", []), valid_recall=log.metrics.get("recall", []),
                    n_updates=log.steps[-1], seconds=time.perf_counter() - start,

@@ -277,6 +277,12 @@ def test_askgru_loop_draws_pairs_with_their_confidence_and_evaluates_every_perio
         seen.append(batch)
         return {"loss": float(len(seen)), "loss_rec": 1.0, "loss_tag": 0.5}
 
+    with pytest.warns(UserWarning, match="batch_users=5 is more than the 3 users with training likes; using "
+                                         "batch_users=3"):
+        askgru_loop(step, DictModel(), likes, tags=None, train_papers=None, valid_likes=None, valid_papers=None,
+                    valid_exclude=None, valid_k=2, batch_users=5, max_updates=1, eval_every=1, patience=1,
+                    alpha_conf=10.0, eps_conf=1.0, seed=3, score_fn=None, cause="", progress=False, desc="test")
+    assert len(seen.pop().users) == 6  # every user with a like, twice
     hist = askgru_loop(step, DictModel(), likes, tags=tags, train_papers=None, valid_likes=likes, valid_papers=None,
                        valid_exclude=None, valid_k=2, batch_users=2, max_updates=5, eval_every=2, patience=5,
                        alpha_conf=10.0, eps_conf=1.0, seed=3, score_fn=lambda cand: lambda u: np.ones((len(u), 4)),

@@ -147,4 +147,40 @@ def test_your_askgru_losses_train_as_the_library_does_and_the_model_saves(data, 
         ta.score(untrained, texts)
     with pytest.raises(ValueError, match="word ids must be in \\[0, 3\\)"):
         ta.fit(ta.AskGRU(ta.EmbedEncoder(3, 4, dtype="float64"), N_USERS, N_PAPERS), train, texts, max_updates=1,
-               progress=False)
+               batch_users=10, progress=False)
+
+
+def test_theano_encoders_and_models_refuse_bad_arguments_in_words():
+    from course_lib.theano_models import e2e_paragraph as te
+
+    wv = np.ones((5, 3))
+    cases = [
+        (lambda: tcon.TfidfWordAverage(wv, np.ones(4)), "idf has shape \\(4,\\) but word_vectors has 5 rows"),
+        (lambda: tcon.TfidfWordAverage(wv, -np.ones(5)), "idf must be finite and non-negative"),
+        (lambda: tcon.PretrainedParagraphVectors(np.full((4, 2), np.nan)), "vectors contains NaN"),
+        (lambda: te.EndToEndParagraphVectors(0, np.ones(5)), "n_papers must be an integer >= 1, got 0"),
+        (lambda: te.EndToEndParagraphVectors(4, np.ones(5), infer_lr=-1.0), "infer_lr must be a finite number > 0"),
+        (lambda: th.HybridRecommender(3, 4, item_dim=0), "item_dim must be an integer >= 1, got 0"),
+        (lambda: th.HybridRecommender(3, 4, dropout_user=1.5), r"dropout_user must be a number in \[0, 1\)"),
+        (lambda: ta.GRUEncoder(10, 4, hidden1=0), "hidden1 must be an integer >= 1, got 0"),
+        (lambda: ta.AskGRU(ta.EmbedEncoder(10, 4), 0, 5), "n_users must be an integer >= 1, got 0"),
+    ]
+    for make, message in cases:
+        with pytest.raises(ValueError, match=message):
+            make()
+    enc = tcon.TfidfWordAverage(wv, np.ones(5))
+    with pytest.raises(ValueError, match=r"word ids must be in \[0, 5\)"):
+        enc.check(np.array([[1, 7]]), np.ones((1, 2)), [0])
+
+
+def test_theano_fit_checks_its_arguments_before_compiling(data):
+    texts, train, valid, wv, idf = data
+    model = ta.AskGRU(ta.EmbedEncoder(VOCAB, 4, dtype="float64"), N_USERS, N_PAPERS)
+    for bad, message in [(dict(max_updates=0), "max_updates must be an integer >= 1, got 0"),
+                         (dict(lr=0.0), "lr must be a finite number > 0"),
+                         (dict(lambda_mtl=0.5), "asks for the tag task but tags is None"),
+                         (dict(loss_fn=lambda *a: 0, step_fn=lambda *a: 0), "not both")]:
+        with pytest.raises(ValueError, match=message):
+            ta.fit(model, train, texts, progress=False, **bad)
+    with pytest.raises(ValueError, match=r"likes has shape \(30, 20\), the model expects \(30, 24\)"):
+        ta.fit(model, train[:, :20], texts, progress=False)
