@@ -387,6 +387,18 @@ def paper_batches(papers: np.ndarray, batch_size: int, rng: np.random.Generator)
         yield order[start:start + batch_size]
 
 
+def prepare_hybrid_run(shape: tuple[int, int], n_texts: int, train_likes, valid_likes, *, loss_fn=None, step_fn=None,
+                       **settings) -> PaperSelection:
+    """Everything ``train_hybrid`` (both tracks) checks before any work, then :func:`select_papers`:
+    the arguments (:func:`check_train_args` with ``settings``), the plug-ins (:func:`check_plugins`)
+    and the memory of one mini-batch (:func:`check_hybrid_memory`)."""
+    check_train_args(shape, train_likes, valid_likes, n_texts=n_texts, **settings)
+    check_plugins(loss_fn, step_fn)
+    selection = select_papers(train_likes, valid_likes)
+    check_hybrid_memory(selection, settings["batch_size"], settings["loss"], settings["n_sample"])
+    return selection
+
+
 def hybrid_loop(step: Callable[[np.ndarray], Any], model, selection: PaperSelection, train_likes,
                 score_papers: Callable[[np.ndarray], np.ndarray], *, batch_size: int, epochs: int, patience: int,
                 monitor: str, seed: int, cause: str, progress: bool, desc: str = "hybrid") -> dict[str, list]:

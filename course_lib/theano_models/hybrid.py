@@ -41,8 +41,8 @@ from course_lib.theano_models.compat import (
 )
 from course_lib.theano_models.content import make_text_batch
 from course_lib.training import (
-    LOSSES, as_losses, check_hybrid_memory, check_model_args, check_paper_texts, check_plugins, check_saved_encoder,
-    check_text_batch, check_train_args, hybrid_loop, select_papers,
+    LOSSES, as_losses, check_model_args, check_paper_texts, check_saved_encoder, check_text_batch, hybrid_loop,
+    prepare_hybrid_run,
 )
 from course_lib.validation import check_int
 
@@ -419,12 +419,10 @@ def train_hybrid(model: HybridRecommender, texts, train_likes, valid_likes=None,
     The history also holds ``compile_seconds`` (one entry; 0 with your own ``step_fn``).
     """
     texts = PaperTexts.from_corpus(texts)
-    check_train_args((model.n_users, model.n_papers), train_likes, valid_likes, loss=loss, optimizer=optimizer,
-                     monitor=monitor, batch_size=batch_size, epochs=epochs, patience=patience, n_texts=len(texts),
-                     lr=lr, alpha=alpha, n_sample=n_sample, weight_decay=weight_decay)
-    check_plugins(loss_fn, step_fn)
-    papers = select_papers(train_likes, valid_likes)
-    check_hybrid_memory(papers, batch_size, loss, n_sample)
+    papers = prepare_hybrid_run((model.n_users, model.n_papers), len(texts), train_likes, valid_likes,
+                                loss_fn=loss_fn, step_fn=step_fn, loss=loss, optimizer=optimizer, monitor=monitor,
+                                batch_size=batch_size, epochs=epochs, patience=patience, lr=lr, alpha=alpha,
+                                n_sample=n_sample, weight_decay=weight_decay)
     model.set_known_papers(papers.known)
 
     t0 = time.perf_counter()

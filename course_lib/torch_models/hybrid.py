@@ -41,8 +41,7 @@ from torch import nn
 from course_lib.data import check_ids
 from course_lib.torch_models.utils import TextBatch, minimise, resolve_device, torch_generator
 from course_lib.training import (
-    LOSSES, check_hybrid_memory, check_model_args, check_paper_texts, check_plugins, check_saved_encoder,
-    check_train_args, hybrid_loop, select_papers,
+    LOSSES, check_model_args, check_paper_texts, check_saved_encoder, hybrid_loop, prepare_hybrid_run,
 )
 from course_lib.validation import check_int
 
@@ -475,12 +474,10 @@ def train_hybrid(
     """
     dev = resolve_device(device)
     texts = PaperTexts.from_corpus(texts, dev)
-    check_train_args((model.n_users, model.n_papers), train_likes, valid_likes, loss=loss, optimizer=optimizer,
-                     monitor=monitor, batch_size=batch_size, epochs=epochs, patience=patience, n_texts=len(texts),
-                     lr=lr, alpha=alpha, n_sample=n_sample, weight_decay=weight_decay)
-    check_plugins(loss_fn, step_fn)
-    papers = select_papers(train_likes, valid_likes)
-    check_hybrid_memory(papers, batch_size, loss, n_sample)
+    papers = prepare_hybrid_run((model.n_users, model.n_papers), len(texts), train_likes, valid_likes,
+                                loss_fn=loss_fn, step_fn=step_fn, loss=loss, optimizer=optimizer, monitor=monitor,
+                                batch_size=batch_size, epochs=epochs, patience=patience, lr=lr, alpha=alpha,
+                                n_sample=n_sample, weight_decay=weight_decay)
     model.to(dev)
     model.set_known_papers(papers.known)
 
