@@ -11,9 +11,9 @@ shows a progress bar. It uses numpy only, so the Theano track never imports torc
 (the loss that is minimised) or a dict of named numbers whose ``"loss"`` entry is minimised and
 whose other entries (``"rec_loss"``, ``"aux_loss"``, ``"loss_tag"``, ...) are recorded too
 (:func:`as_losses`). ``train_hybrid`` and ``fit`` of both tracks take ``step_fn=`` (your step
-replaces the library's) and, where the loss is a Python function (PyTorch track and Ask the GRU in
-Theano), ``loss_fn=`` (your loss inside the library's step). What each one receives is written in
-the docstring of the trainer that takes it.
+replaces the library's) and ``loss_fn=`` (your loss inside the library's step: tensors in PyTorch,
+a graph in Theano). What each one receives is written in the docstring of the trainer that takes
+it, and in ``docs/ARCHITECTURE.md``.
 
 Also here, shared by both tracks:
 

@@ -43,7 +43,7 @@ from course_lib.torch_models.utils import TextBatch, minimise, resolve_device, t
 from course_lib.training import (
     LOSSES, check_model_args, check_paper_texts, check_saved_encoder, hybrid_loop, prepare_hybrid_run,
 )
-from course_lib.validation import check_int
+from course_lib.validation import check_int, check_memory
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,6 +218,8 @@ class HybridRecommender(nn.Module):
             raise ValueError("this model is untrained (no paper is marked as having training likes): train it with "
                              "train_hybrid(model, texts, train_likes, ...) first, or call model.set_known_papers(...) "
                              "for weights you loaded yourself")
+        check_memory(4 * len(papers) * self.n_users, f"the ({len(papers)}, {self.n_users}) score matrix",
+                     "score fewer papers at a time")
         texts = PaperTexts.from_corpus(texts, self.device)
         if len(texts) != self.n_papers:
             raise ValueError(f"texts has {len(texts)} papers but the model was built for {self.n_papers}")

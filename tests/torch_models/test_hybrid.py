@@ -395,3 +395,15 @@ def test_hybrid_loss_is_the_recommendation_loss_plus_the_encoders_term():
     step = make_train_step(m, loss="wmse", alpha=5.0, lr=0.1)
     first = step(batch, targets)
     assert set(first) == {"loss", "rec_loss", "aux_loss"} and step(batch, targets)["loss"] < first["loss"]
+
+
+def test_scoring_more_than_memory_holds_fails_fast_with_the_numbers(monkeypatch):
+    from course_lib import validation
+
+    ids, mask, vocab, train, test, cold = planted(n_users=30, n_papers=40)
+    m = HybridRecommender(30, 40, MeanWords(vocab), item_dim=6)
+    m.set_known_papers(np.ones(40, bool))
+    monkeypatch.setattr(validation, "available_memory", lambda: 1000)  # 1 kB free
+    with pytest.raises(validation.AllocationTooLarge, match=r"the \(40, 30\) score matrix would need 0.0 MB but "
+                                                            r"only 0.0 MB .*score fewer papers at a time"):
+        m.score_papers(np.arange(40), PaperTexts(ids, mask, "cpu"))
