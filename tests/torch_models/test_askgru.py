@@ -275,7 +275,7 @@ def test_a_diverging_fit_names_the_update_and_the_cause(planted):
     model = ag.AskGRU(ag.EmbedEncoder(len(vocab), 4, seed=0), data.n_users, data.n_papers)
     with pytest.raises(TrainingDiverged, match=r"the loss became nan at evaluation period 1, step 1 \(loss\): "
                                                r"lower lr \(now 0.001\)"):
-        ag.fit(model, fold.train, enc, max_updates=3, progress=False, device="cpu",
+        ag.fit(model, fold.train, enc, batch_users=16, max_updates=3, progress=False, device="cpu",
                loss_fn=lambda m, b, f: (f.sum() * float("nan")))
 
 
