@@ -144,9 +144,10 @@ def preprocess_rsc15(clicks: Path, out: Path) -> dict:
     """GRU4Rec preprocessing (Hidasi et al. 2016, Sec. 4): clean, the last day as test, then the
     training data's last day as validation. Returns every count, so nothing is dropped unseen."""
     from course_lib import splits
+    from course_lib.clicks import preprocess_clicks
 
     df = read_yoochoose_clicks(clicks)
-    clean, counts_clean = splits.preprocess_clicks(df, min_session_len=2, min_item_support=5)
+    clean, counts_clean = preprocess_clicks(df, min_session_len=2, min_item_support=5)
     train, test, counts_test = splits.session_split_by_time(clean, days=1)
     train_tr, valid, counts_valid = splits.session_split_by_time(train, days=1)
     out.mkdir(parents=True, exist_ok=True)

@@ -326,3 +326,22 @@ def evaluate_sessions(
         events_per_second=float(ranks.size / seconds) if seconds > 0 else float("inf"),
     )
     return result
+
+
+# --------------------------------------------------------------------------- the flip protocol
+
+
+def evaluate_flip_protocol(protocol, score_papers: Callable[[np.ndarray], np.ndarray],
+                           ks: Sequence[int] = (50, 100)) -> dict[str, float]:
+    """Recall@k of the hands-on task's split (a :class:`course_lib.splits.FlipProtocol`) at once:
+    ``cold R@k`` and ``warm R@k``.
+
+    ``score_papers(papers) -> (len(papers), n_users)``. The cold papers are ranked without
+    exclusions (they have no training likes), the warm papers with their training likes excluded
+    (:func:`evaluate_flip`).
+    """
+    cold = evaluate_flip(score_papers(protocol.cold_papers), protocol.cold_test, None, protocol.cold_papers, ks=ks,
+                         metrics=("recall",))
+    warm = evaluate_flip(score_papers(protocol.warm_papers), protocol.warm_test, protocol.train, protocol.warm_papers,
+                         ks=ks, metrics=("recall",))
+    return {**{f"cold R@{k}": cold[f"Recall@{k}"] for k in ks}, **{f"warm R@{k}": warm[f"Recall@{k}"] for k in ks}}

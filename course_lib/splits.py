@@ -12,17 +12,11 @@ to it, so a model is always trained on ``fold.train`` and scored on ``fold.test`
 * :func:`validation_split`: a validation fold carved out of ``fold.train`` the same way, for
   early stopping on recall (Ask the GRU, section 4.1.2).
 * :func:`flip_protocol`: the hands-on task's evaluation split, cold and warm flip at once, with
-  a validation fold (a :class:`FlipProtocol`; notebooks 01, 03, 06 and ``course bench hybrid``).
+  a validation fold (a :class:`FlipProtocol`; notebooks 01, 03, 06 and ``course bench hybrid``;
+  evaluated by :func:`course_lib.evaluation.evaluate_flip_protocol`).
 * :func:`tag_split`: tag prediction in cold start (section 4.2, "Tag Prediction").
-
-Sessions (RSC15): frames with ``SessionId``, ``ItemId``, ``Time`` (Unix seconds). The full RSC15
-preprocessing of GRU4Rec (Hidasi et al. 2016, section 4), in this order::
-
-    clicks, c1 = preprocess_clicks(raw)                 # len-1 sessions, items < 5 events, len-1 again
-    train, test, c2 = session_split_by_time(clicks, 1)  # sessions ending on the last day -> test
-    train_tr, valid, c3 = session_split_by_time(train, 1)  # the same again, for tuning
-
-Each function returns a dict of counts next to the frames, so nothing is dropped silently.
+* :func:`session_split_by_time`: GRU4Rec's split of session clicks by time (section 4), after the
+  filtering of :func:`course_lib.clicks.preprocess_clicks`.
 """
 from __future__ import annotations
 
@@ -32,8 +26,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from course_lib.clicks import check_clicks, click_counts, drop_short_sessions
+
 FOLD_KINDS = ("warm", "cold", "flip-warm", "flip-cold")
-SESSION_COLUMNS = ("SessionId", "ItemId", "Time")
 DAY_SECONDS = 86400.0
 
 
@@ -336,25 +331,6 @@ class FlipProtocol:
         """Papers with at least one training like (the only ones a model may train on)."""
         return np.flatnonzero(np.diff(self.train.tocsc().indptr) > 0)
 
-    def evaluate(self, score_papers, ks=(50, 100)) -> dict[str, float]:
-        """``score_papers(papers) -> (len(papers), n_users)``; returns ``cold R@k`` and ``warm R@k``.
-
-        Recall@k of :func:`course_lib.evaluation.evaluate_flip`: the cold papers ranked without
-        exclusions (they have no training likes), the warm papers with their training likes excluded.
-        """
-        from course_lib.evaluation import evaluate_flip
-
-        out = {}
-        cold = evaluate_flip(score_papers(self.cold_papers), self.cold_test, None, self.cold_papers, ks=ks,
-                             metrics=("recall",))
-        warm = evaluate_flip(score_papers(self.warm_papers), self.warm_test, self.train, self.warm_papers, ks=ks,
-                             metrics=("recall",))
-        for k in ks:
-            out[f"cold R@{k}"] = cold[f"Recall@{k}"]
-        for k in ks:
-            out[f"warm R@{k}"] = warm[f"Recall@{k}"]
-        return out
-
 
 def flip_protocol(likes, test_frac: float = 0.2, valid_frac: float = 0.1, seed: int = 0,
                   min_paper_likes: int = 5) -> FlipProtocol:
@@ -405,68 +381,6 @@ def tag_split(paper_tags, fold: Fold, return_info: bool = False):
 
 # ---------------------------------------------------------------- sessions (GRU4Rec, section 4)
 
-def _check_sessions(df, what: str = "df") -> pd.DataFrame:
-    if not isinstance(df, pd.DataFrame):
-        raise ValueError(f"{what} must be a pandas DataFrame with columns {SESSION_COLUMNS}, "
-                         f"got {type(df).__name__}")
-    missing = [c for c in SESSION_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{what} lacks columns {missing}; expected {SESSION_COLUMNS} "
-                         "(rename with df.rename(columns={...}))")
-    if len(df) == 0:
-        raise ValueError(f"{what} has no events")
-    out = df[list(SESSION_COLUMNS)].copy()
-    if out.isna().any().any():
-        raise ValueError(f"{what} has missing values in {list(out.columns[out.isna().any()])}; drop them first")
-    if pd.api.types.is_datetime64_any_dtype(out["Time"]):
-        # Unix seconds whatever the datetime resolution (ns, us, ...)
-        out["Time"] = (out["Time"] - pd.Timestamp(0, tz=out["Time"].dt.tz)) / pd.Timedelta(seconds=1)
-    elif not pd.api.types.is_numeric_dtype(out["Time"]):
-        raise ValueError(f"{what}['Time'] must be Unix seconds (numbers) or datetimes, got dtype "
-                         f"{out['Time'].dtype}; convert with pd.to_datetime(df['Time'])")
-    out = out.astype({"SessionId": np.int64, "ItemId": np.int64, "Time": np.float64})
-    sid, time = out["SessionId"].to_numpy(), out["Time"].to_numpy()
-    step = np.diff(sid)
-    if np.all(step >= 0) and np.all((step > 0) | (np.diff(time) >= 0)):
-        return out.reset_index(drop=True)  # already in order: skip a copy of a possibly huge frame
-    return out.sort_values(["SessionId", "Time"], kind="stable").reset_index(drop=True)
-
-
-def _drop_short_sessions(df: pd.DataFrame, min_len: int) -> pd.DataFrame:
-    lengths = df.groupby("SessionId")["ItemId"].transform("size")
-    return df[lengths >= min_len]
-
-
-def _shape(df: pd.DataFrame) -> tuple[int, int, int]:
-    return len(df), int(df["SessionId"].nunique()), int(df["ItemId"].nunique())
-
-
-def preprocess_clicks(df, min_session_len: int = 2, min_item_support: int = 5) -> tuple[pd.DataFrame, dict]:
-    """GRU4Rec's RSC15 filtering (Hidasi et al. 2016, section 4), in the paper's order:
-    drop sessions shorter than ``min_session_len``, then items with fewer than
-    ``min_item_support`` events, then the sessions that became too short.
-
-    Returns the filtered frame (sorted by session and time) and the counts of events, sessions and
-    items before, after each step, and at the end.
-    """
-    if min_session_len < 1 or min_item_support < 1:
-        raise ValueError(f"min_session_len and min_item_support must be >= 1, got "
-                         f"{min_session_len} and {min_item_support}")
-    data = _check_sessions(df)
-    counts = {"input": _shape(data)}
-    data = _drop_short_sessions(data, min_session_len)
-    counts["after dropping short sessions"] = _shape(data)
-    support = data.groupby("ItemId")["SessionId"].transform("size")
-    data = data[support >= min_item_support]
-    counts["after dropping rare items"] = _shape(data)
-    data = _drop_short_sessions(data, min_session_len).reset_index(drop=True)
-    counts["output"] = _shape(data)
-    if len(data) == 0:
-        raise ValueError(f"no event is left after filtering (min_session_len={min_session_len}, "
-                         f"min_item_support={min_item_support}); lower the thresholds")
-    return data, {k: dict(zip(("events", "sessions", "items"), v)) for k, v in counts.items()}
-
-
 def session_split_by_time(df, days: float = 1, min_session_len: int = 2) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """GRU4Rec's split (Hidasi et al. 2016, section 4): sessions whose last event lies within the
     last ``days`` days of the data go to test, the rest to train (a session is never cut).
@@ -478,7 +392,7 @@ def session_split_by_time(df, days: float = 1, min_session_len: int = 2) -> tupl
     """
     if days <= 0:
         raise ValueError(f"days must be > 0, got {days}")
-    data = _check_sessions(df)
+    data = check_clicks(df)
     end = data.groupby("SessionId")["Time"].max()
     split_time = data["Time"].max() - days * DAY_SECONDS
     test_sessions = end.index[end >= split_time]
@@ -486,15 +400,15 @@ def session_split_by_time(df, days: float = 1, min_session_len: int = 2) -> tupl
     train, test = data[~in_test].reset_index(drop=True), data[in_test]
     if len(train) == 0:
         raise ValueError(f"every session ends within the last {days} day(s); use a smaller `days`")
-    counts = {"train": dict(zip(("events", "sessions", "items"), _shape(train))),
-              "test before filtering": dict(zip(("events", "sessions", "items"), _shape(test)))}
+    counts = {"train": dict(zip(("events", "sessions", "items"), click_counts(train))),
+              "test before filtering": dict(zip(("events", "sessions", "items"), click_counts(test)))}
     known = test["ItemId"].isin(train["ItemId"].unique())
     counts["test events with items not in train"] = int((~known).sum())
     test = test[known]
-    short = _drop_short_sessions(test, min_session_len)
+    short = drop_short_sessions(test, min_session_len)
     counts["test sessions too short"] = int(test["SessionId"].nunique() - short["SessionId"].nunique())
     counts["test events in too short sessions"] = int(len(test) - len(short))
     test = short.reset_index(drop=True)
-    counts["test"] = dict(zip(("events", "sessions", "items"), _shape(test)))
+    counts["test"] = dict(zip(("events", "sessions", "items"), click_counts(test)))
     counts["split time"] = float(split_time)
     return train, test, counts

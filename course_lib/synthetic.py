@@ -14,7 +14,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from course_lib.data import CiteULike, Sessions
-from course_lib.splits import preprocess_clicks, session_split_by_time
+from course_lib.clicks import preprocess_clicks
+from course_lib.splits import session_split_by_time
 
 N_FILLER = 150
 START_TIME = 1_396_000_000.0  # April 2014, when RSC15 was recorded
@@ -146,7 +147,7 @@ def planted_sessions(n_items: int = 60, n_sessions: int = 800, mean_len: int = 6
     ``n_days`` days with 20 s + Exponential(60 s) between clicks. Item ids are
     ``1000 + 7 * index`` (not 0..n-1, so code that confuses ids with indices fails).
 
-    The frames go through the course pipeline: :func:`~course_lib.splits.preprocess_clicks`, then
+    The frames go through the course pipeline: :func:`~course_lib.clicks.preprocess_clicks`, then
     :func:`~course_lib.splits.session_split_by_time` (last day -> ``test``) and again on train
     (``train_tr`` / ``valid``). ``meta`` holds ``item_ids``, ``transitions`` (n_items, n_items),
     ``successors`` (n_items, 3) and the counts of every step.

@@ -3,8 +3,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from course_lib.splits import (Fold, FlipProtocol, cold_start_folds, flip_protocol, flip_split, preprocess_clicks,
-                               session_split_by_time, tag_split, validation_split, warm_start_folds)
+from course_lib.evaluation import evaluate_flip_protocol
+from course_lib.splits import (Fold, FlipProtocol, cold_start_folds, flip_protocol, flip_split, session_split_by_time,
+                               tag_split, validation_split, warm_start_folds)
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +185,7 @@ def test_flip_protocol_is_the_documented_chain_of_seeded_splits(likes):
         flip_protocol(likes, valid_frac=0.0)
 
 
-def test_flip_protocol_evaluate_by_hand():
+def test_evaluate_flip_protocol_by_hand():
     # 3 users x 3 papers. Paper 0 cold (liked by users 1, 2); paper 1 warm: user 0 liked it in
     # training (excluded from its ranking), user 2 is its held-out like.
     z = sp.csr_matrix((3, 3), dtype=np.float32)
@@ -196,17 +197,28 @@ def test_flip_protocol_evaluate_by_hand():
     def score_papers(papers):
         return np.array([scores[int(p)] for p in papers])
 
-    got = proto.evaluate(score_papers, ks=(1, 2))
+    got = evaluate_flip_protocol(proto, score_papers, ks=(1, 2))
     # cold paper 0: top 1 = user 0 (not a liker) -> 0; top 2 = users 0, 1 -> 1 of 2
     # warm paper 1: user 0 excluded, top 1 = user 2 -> 1
     assert got == pytest.approx({"cold R@1": 0.0, "cold R@2": 0.5, "warm R@1": 1.0, "warm R@2": 1.0})
     assert list(got) == ["cold R@1", "cold R@2", "warm R@1", "warm R@2"]
 
 
-def test_flip_protocol_is_still_importable_from_the_benchmark():
-    from course_lib.benchmarks import hybrid
+def test_no_library_module_or_notebook_imports_the_benchmarks():
+    # benchmarks sit on top of the library: nothing below them, and no notebook, may import them
+    import json
+    import re
+    from pathlib import Path
 
-    assert hybrid.flip_protocol is flip_protocol and hybrid.FlipProtocol is FlipProtocol
+    root = Path(__file__).resolve().parents[1]
+    pattern = re.compile(r"^\s*(from|import)\s+course_lib\.benchmarks|from course_lib import benchmarks", re.M)
+    offenders = [str(p.relative_to(root)) for p in (root / "course_lib").rglob("*.py")
+                 if "benchmarks" not in p.parts and pattern.search(p.read_text())]
+    for nb in sorted((root / "solutions").glob("*.ipynb")) + sorted((root / "notebooks").glob("*.ipynb")):
+        code = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+        if pattern.search(code):
+            offenders.append(str(nb.relative_to(root)))
+    assert offenders == [], offenders
 
 
 def test_tag_split_reports_untagged_papers():
@@ -233,21 +245,6 @@ DAY = 86400.0
 
 def clicks(rows):
     return pd.DataFrame(rows, columns=["SessionId", "ItemId", "Time"])
-
-
-def test_preprocess_clicks_in_the_papers_order():
-    # session 4 has one click: dropped in step 1 (item 7 keeps 5 events); item 9 has 4 events (< 5):
-    # dropped in step 2, which leaves sessions 1, 3 and 5 with one click each: dropped in step 3
-    rows = [(1, 7, 0), (1, 9, 1), (2, 7, 2), (2, 7, 3), (2, 9, 4), (3, 7, 5), (3, 9, 6),
-            (5, 9, 7), (5, 7, 8), (4, 7, 9)]
-    out, counts = preprocess_clicks(clicks(rows), min_session_len=2, min_item_support=5)
-    assert out["SessionId"].tolist() == [2, 2]
-    assert out["ItemId"].tolist() == [7, 7]
-    assert counts["input"] == {"events": 10, "sessions": 5, "items": 2}
-    assert counts["after dropping short sessions"] == {"events": 9, "sessions": 4, "items": 2}
-    assert counts["after dropping rare items"] == {"events": 5, "sessions": 4, "items": 1}
-    assert counts["output"] == {"events": 2, "sessions": 1, "items": 1}
-    assert list(out.dtypes) == [np.int64, np.int64, np.float64]
 
 
 def test_session_split_by_time_hand_example():
@@ -281,4 +278,4 @@ def test_session_split_accepts_datetimes_and_validates():
     with pytest.raises(ValueError, match="use a smaller `days`"):
         session_split_by_time(df, days=10)
     with pytest.raises(ValueError, match="no events"):
-        preprocess_clicks(df.iloc[:0])
+        session_split_by_time(df.iloc[:0])

@@ -24,8 +24,8 @@ import time
 import numpy as np
 
 from course_lib.benchmarks.common import peak_memory_mib, write_results
-# the split lives with the other splits; re-exported here, where notebooks 01, 03, 06 first imported it
-from course_lib.splits import FlipProtocol, flip_protocol  # noqa: F401
+from course_lib.evaluation import evaluate_flip_protocol
+from course_lib.splits import FlipProtocol, flip_protocol
 
 
 # ---------------------------------------------------------------------------------- encoders
@@ -130,16 +130,16 @@ def main(argv=None) -> int:
 
     t = time.perf_counter()
     pop = PopularityFlip().fit(proto.train)
-    add("popularity", "-", "-", proto.evaluate(pop.score), time.perf_counter() - t)
+    add("popularity", "-", "-", evaluate_flip_protocol(proto, pop.score), time.perf_counter() - t)
     tfidf = tfidf_matrix(corpus, vocab)
     for k in (None, 10):
         t = time.perf_counter()
         knn = ContentKNN(k=k).fit(proto.train, tfidf)
         add(f"content k-NN ({'mean' if k is None else f'top {k}'})", "-", "-",
-            proto.evaluate(knn.score_papers), time.perf_counter() - t)
+            evaluate_flip_protocol(proto, knn.score_papers), time.perf_counter() - t)
     t = time.perf_counter()
     wmf = WMF(k=50, n_iter=10, seed=args.seed).fit(proto.train)
-    warm_only = proto.evaluate(wmf.score_papers)
+    warm_only = evaluate_flip_protocol(proto, wmf.score_papers)
     add("WMF (ALS, k=50)", "wmse", "-", {k: (None if k.startswith("cold") else v) for k, v in warm_only.items()},
         time.perf_counter() - t)
 
@@ -184,7 +184,7 @@ def main(argv=None) -> int:
                             n_sample=args.n_sample if loss != "wmse" else None, lr=args.lr,
                             epochs=args.d_epochs if level == "d" else args.epochs, patience=args.patience,
                             seed=args.seed, progress=False)
-        metrics = proto.evaluate(lambda p: model.score_papers(p, texts))
+        metrics = evaluate_flip_protocol(proto, lambda p: model.score_papers(p, texts))
         add(LEVEL_NAMES[level], loss, merge, metrics, time.perf_counter() - t, hist["best_epoch"][0])
 
     settings = {

@@ -51,7 +51,7 @@ def bench_hybrid(level: str, tier: str, n_steps: int, seed: int, dim: int) -> di
     import torch
 
     from course_lib.theano_models import askgru as ta
-    from course_lib.training import sample_user_pairs
+    from course_lib.theano_models import content as tcon
     from course_lib.theano_models import hybrid as th
     from course_lib.torch_models import askgru as pa
     from course_lib.torch_models import content as tc
@@ -62,7 +62,7 @@ def bench_hybrid(level: str, tier: str, n_steps: int, seed: int, dim: int) -> di
     rng = np.random.default_rng(seed)
     wv = rng.normal(0, 0.1, size=(len(vocab), dim))
     if level == "a":
-        enc_t, enc_p = th.TfidfWordAverage(wv, idf, fine_tune=True), tc.TfidfWordAverage(wv, idf, fine_tune=True)
+        enc_t, enc_p = tcon.TfidfWordAverage(wv, idf, fine_tune=True), tc.TfidfWordAverage(wv, idf, fine_tune=True)
     else:
         kw = dict(emb_dim=dim, hidden1=dim, hidden2=dim, dropout=(0.1, 0.3, 0.3), embeddings=wv, seed=seed)
         enc_t, enc_p = ta.GRUEncoder(len(vocab), **kw), pa.GRUEncoder(len(vocab), **kw)
@@ -75,7 +75,7 @@ def bench_hybrid(level: str, tier: str, n_steps: int, seed: int, dim: int) -> di
     theano_model.load_state_dict(torch_model.state_dict())
 
     t0 = time.perf_counter()
-    step, li = th.compile_train_step(theano_model, "wmse", alpha=50.0, lr=0.05)
+    step = th.make_train_step(theano_model, loss="wmse", alpha=50.0, lr=0.05)
     compile_s = time.perf_counter() - t0
     texts = th.PaperTexts.from_corpus(corpus)
     by_paper = proto.train.T.tocsr()
@@ -85,7 +85,7 @@ def bench_hybrid(level: str, tier: str, n_steps: int, seed: int, dim: int) -> di
         ids, mask, idx = texts.batch(papers)
         batches.append((ids, mask, idx, by_paper[idx].toarray().astype(np.float32)))
 
-    theano_ms = _time_calls(lambda b: step(*b[:3], b[3], np.ones_like(b[3])), batches)
+    theano_ms = _time_calls(lambda b: step(*b), batches)
     opt = torch.optim.Adagrad(torch_model.parameters(), lr=0.05)
     torch_model.train()
 
@@ -118,7 +118,7 @@ def bench_askgru(tier: str, n_steps: int, seed: int, dim: int) -> dict:
     theano_model = ta.AskGRU(ta.GRUEncoder(len(vocab), **kw), cul.n_users, cul.n_papers, n_tags=cul.n_tags)
     theano_model.load_state_dict(torch_model.state_dict())
     t0 = time.perf_counter()
-    step = ta.compile_train_step(theano_model, lambda_mtl=0.5, seed=seed)
+    step = ta.make_train_step(theano_model, lambda_mtl=0.5, seed=seed)
     compile_s = time.perf_counter() - t0
 
     likes = sp.csr_matrix(proto.train, dtype=np.float32)

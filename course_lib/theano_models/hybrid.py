@@ -6,41 +6,49 @@ The same model, names and parameters as :mod:`course_lib.torch_models.hybrid`, w
 
 * item-ID embedding ``v_j`` (zero for papers without training likes: cold start, as in
   Ask-the-GRU section 3),
-* a content vector ``c_j`` from an encoder (level (a) :class:`TfidfWordAverage`, level (b)
-  :class:`PretrainedParagraphVectors`, level (d) :class:`course_lib.theano_models.askgru.GRUEncoder`),
+* a content vector ``c_j`` from an encoder (level (a) and (b) in :mod:`~course_lib.theano_models.content`,
+  level (c) in :mod:`~course_lib.theano_models.e2e_paragraph`, level (d) the ``GRUEncoder`` of
+  :mod:`~course_lib.theano_models.askgru`), called symbolically as
+  ``encoder(ids, mask, paper_idx, train, stream) -> (batch, out_dim)``,
 * merged by concatenation ``[v_j ; c_j]`` or by sum ``v_j + W c_j``,
 * optional processing layers ``h = ELU(A h + b)`` (alpha = 1),
 * scores ``h U^T + b_user``: ``(batch_papers, n_users)``,
 
 with separate dropouts on the user, item and content embeddings and the processing layers, the
 three losses of the sheet (weighted MSE, BPR, listwise) and Adagrad written as an update list.
+The negative users are drawn in numpy (:func:`sample_loss_inputs`) and fed to the compiled step;
+the loss is a graph of the scores and those inputs (:func:`compute_loss`), as in the PyTorch track.
+Training (:func:`train_hybrid`): the compiled step of :func:`make_train_step` inside the course's
+training loop (:func:`course_lib.training.hybrid_loop`); your own ``loss_fn`` (a graph) or
+``step_fn`` (your compiled step) can replace the library's.
 
 Parameter names and shapes are those of the PyTorch module's ``state_dict`` (a linear layer's
 weight is ``(out, in)``), so ``model.load_state_dict(torch_model.state_dict())`` copies weights
 across tracks; the parity tests do exactly that.
-
-A Theano content encoder has ``out_dim``, ``params`` (:class:`~compat.Params`) and is called
-symbolically as ``encoder(ids, mask, paper_idx, train, stream) -> (batch, out_dim)``.
 """
 from __future__ import annotations
 
+import json
 import time
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 
-from course_lib import training
 from course_lib.data import check_ids
 from course_lib.theano_models.compat import (
-    Params, RandomStream, T, adagrad, adam, dropout, elu, floatX, function, log_sigmoid, log_softmax, theano,
+    Params, RandomStream, T, adagrad, adam, dropout, elu, floatX, function, log_sigmoid, log_softmax,
 )
+from course_lib.theano_models.content import make_text_batch
 from course_lib.training import (
-    LOSSES, OPTIMIZERS, EarlyStopping, check_finite, check_model_args, check_paper_texts, check_train_args,
-    paper_batches, select_papers,
+    LOSSES, as_losses, check_model_args, check_paper_texts, check_saved_encoder, check_text_batch, hybrid_loop,
+    prepare_hybrid_run,
 )
+from course_lib.validation import check_int, check_memory
 
 
 # --------------------------------------------------------------------------------------------
-# Paper texts and content encoders
+# Paper texts
 
 
 class PaperTexts:
@@ -64,151 +72,7 @@ class PaperTexts:
         return self.ids.shape[0]
 
     def batch(self, papers):
-        papers = check_ids(papers, len(self), "paper")
-        mask = self.mask[papers]  # (B, max_len)
-        width = max(1, int(mask.sum(1).max()))
-        return self.ids[papers, :width], mask[:, :width], papers
-
-
-class TfidfWordAverage:
-    """Level (a): ``c_j = sum_t idf(w_t) e_{w_t} / sum_t idf(w_t)`` over the tokens of paper ``j``.
-
-    Ask-the-GRU eq. (5) weighted by TF-IDF: summing over token positions counts each word ``tf``
-    times. ``fine_tune`` makes the word vectors trainable (the idf weights stay fixed).
-    """
-
-    def __init__(self, word_vectors, idf, fine_tune: bool = False, dtype: str | None = None):
-        wv = np.asarray(getattr(word_vectors, "matrix", word_vectors), dtype=np.float64)
-        idf = np.asarray(idf, dtype=np.float64)
-        if wv.ndim != 2 or min(wv.shape) == 0:
-            raise ValueError(f"word_vectors must be a non-empty (n, dim) matrix, got shape {wv.shape}")
-        if idf.shape != (wv.shape[0],):
-            raise ValueError(f"idf has shape {idf.shape} but word_vectors has {wv.shape[0]} rows; "
-                             "both must come from the same vocabulary")
-        self.params = Params(dtype)
-        self.params.add("embedding.weight", wv, trainable=fine_tune)
-        self.params.add("idf", idf, trainable=False)
-        self.out_dim, self.vocab_size, self.fine_tune = int(wv.shape[1]), int(wv.shape[0]), fine_tune
-        self._idf = idf
-
-    def check(self, ids, mask, paper_idx) -> None:
-        """A paper whose weights sum to 0 would divide by zero: say which one, before running."""
-        total = (self._idf[ids] * mask).sum(1)
-        if (total <= 0).any():
-            bad = np.asarray(paper_idx)[total <= 0].tolist()[:5]
-            raise ValueError(f"papers {bad} have no token with a positive idf weight (empty text, or only "
-                             "padding / words that occur in every paper); give them text or drop them")
-
-    def __call__(self, ids, mask, paper_idx, train=False, stream=None):
-        w = self.params["idf"][ids] * mask  # (B, L)
-        w = w / w.sum(axis=1, keepdims=True)
-        # Scatter the weights into a (B, V) bag of words and multiply it with the word vectors,
-        # instead of gathering (B, L, dim) vectors: the gradient of the word vectors is then one
-        # matrix product, not a scatter-add of B * L rows (slow in PyTensor's Python fallback).
-        rows = T.arange(ids.shape[0])[:, None]  # (B, 1)
-        bow = T.inc_subtensor(T.zeros((ids.shape[0], self.vocab_size), dtype=w.dtype)[rows, ids], w)  # (B, V)
-        return T.dot(bow, self.params["embedding.weight"])  # (B, dim)
-
-
-class PretrainedParagraphVectors:
-    """Level (b): look the paper up in a ``(n_papers, dim)`` table of paragraph vectors."""
-
-    def __init__(self, vectors, fine_tune: bool = False, dtype: str | None = None):
-        table = np.asarray(getattr(vectors, "matrix", vectors), dtype=np.float64)
-        if table.ndim != 2 or min(table.shape) == 0:
-            raise ValueError(f"vectors must be a non-empty (n, dim) matrix, got shape {table.shape}")
-        self.params = Params(dtype)
-        self.params.add("table.weight", table, trainable=fine_tune)
-        self.out_dim, self.n_papers, self.fine_tune = int(table.shape[1]), int(table.shape[0]), fine_tune
-
-    def check(self, ids, mask, paper_idx) -> None:
-        check_ids(paper_idx, self.n_papers, "paper")
-
-    def __call__(self, ids, mask, paper_idx, train=False, stream=None):
-        return self.params["table.weight"][paper_idx]  # (B, dim)
-
-
-class EndToEndParagraphVectors:
-    """Level (c): paragraph vectors trained end to end with the recommender.
-
-    As :class:`course_lib.torch_models.e2e_paragraph.EndToEndParagraphVectors`: the content vector
-    of paper ``j`` is a row ``d_j`` of a learnt table, which also gets the PV-DBOW loss with
-    negative sampling (Le & Mikolov 2014; Mikolov et al. 2013 eq. 4), weighted by ``lambda_p2v``::
-
-        L_p2v = 1/(B T) sum_j sum_t [ -log s(d_j . u_{w_jt}) - sum_k log s(-d_j . u_{n_tk}) ]
-
-    The sampled words ``(B, T)`` and noise words ``(T, K)`` are drawn in numpy
-    (:meth:`sample_words`) and fed to the compiled step as inputs (:meth:`aux_inputs`). Cold
-    papers get vectors inferred from their text with the output word vectors frozen
-    (:meth:`prepare_cold`, called by ``score_papers``).
-    """
-
-    def __init__(self, n_papers: int, word_counts, dim: int = 64, *, lambda_p2v: float = 1.0, negative: int = 5,
-                 n_words: int = 50, ns_exponent: float = 0.75, init_vectors=None, infer_steps: int = 100,
-                 infer_lr: float = 0.1, seed: int = 0, dtype: str | None = None):
-        self._cdf = training.noise_cdf(word_counts, ns_exponent)  # (vocab_size,)
-        training.check_p2v_sizes(dim, lambda_p2v, negative, n_words)
-        self.lambda_p2v, self.negative, self.n_words = float(lambda_p2v), int(negative), int(n_words)
-        self.infer_steps, self.infer_lr, self.seed = int(infer_steps), float(infer_lr), int(seed)
-        self.out_dim, self.n_papers, self.vocab_size = int(dim), int(n_papers), self._cdf.size
-        rng = np.random.default_rng(seed)
-        doc = (rng.random((n_papers, dim)) - 0.5) / dim if init_vectors is None else np.asarray(init_vectors)
-        if doc.shape != (n_papers, dim):
-            raise ValueError(f"init_vectors has shape {doc.shape}, expected ({n_papers}, {dim})")
-        self.params = Params(dtype)
-        self.params.add("noise_cdf", self._cdf, trainable=False)  # kept so torch state_dicts load
-        self.params.add("doc.weight", doc)
-        self.params.add("word_out.weight", np.zeros((self.vocab_size, dim)))  # as word2vec: zero at start
-        self.words = T.matrix("p2v_words", dtype="int64")  # (B, T)
-        self.noise = T.matrix("p2v_noise", dtype="int64")  # (T, K)
-        self._infer_fn = None
-
-    def __call__(self, ids, mask, paper_idx, train=False, stream=None):
-        return self.params["doc.weight"][paper_idx]  # (B, dim)
-
-    def p2v_loss(self, doc, words, noise, word_out=None):
-        """Per-paper PV-DBOW loss ``(B,)`` of the vectors ``doc`` ``(B, dim)``."""
-        w = self.params["word_out.weight"] if word_out is None else word_out
-        pos = (doc[:, None, :] * w[words]).sum(axis=2)  # (B, T)
-        neg = T.dot(doc, w[noise.flatten()].T).reshape((doc.shape[0], noise.shape[0], noise.shape[1]))  # (B, T, K)
-        return (-log_sigmoid(pos) - log_sigmoid(-neg).sum(axis=2)).mean(axis=1)
-
-    def aux_inputs(self) -> list:
-        return [self.words, self.noise]
-
-    def aux_loss(self, paper_idx):
-        """Symbolic ``lambda_p2v * L_p2v`` of the papers ``paper_idx`` on the sampled words."""
-        doc = self.params["doc.weight"][paper_idx]
-        return np.asarray(self.lambda_p2v, dtype=doc.dtype) * self.p2v_loss(doc, self.words, self.noise).mean()
-
-    def sample_words(self, ids, mask, rng: np.random.Generator):
-        """``n_words`` token ids per paper (positions uniform over its tokens) ``(B, T)`` and
-        ``negative`` noise words per position ``(T, K)`` from the unigram^0.75 distribution
-        (:func:`course_lib.training.sample_words`)."""
-        return training.sample_words(ids, mask, self.n_words, self.negative, self._cdf, rng)
-
-    def prepare_cold(self, ids, mask, paper_idx) -> None:
-        """Infer the vectors of papers from their text alone (output word vectors frozen, Adagrad
-        on new vectors only, ``infer_steps`` steps, seeded) and store them in the table."""
-        dtype = self.params.dtype
-        if self._infer_fn is None:
-            self._vecs = theano.shared(np.zeros((1, self.out_dim), dtype=dtype), name="infer_vecs")
-            self._acc = theano.shared(np.zeros((1, self.out_dim), dtype=dtype), name="infer_acc")
-            loss = self.p2v_loss(self._vecs, self.words, self.noise).sum()  # each paper on its own
-            g = theano.grad(loss, self._vecs)
-            acc = self._acc + g**2
-            lr = np.asarray(self.infer_lr, dtype=dtype)
-            new = self._vecs - lr * g / (T.sqrt(acc) + np.asarray(1e-10, dtype=dtype))
-            self._infer_fn = function(self.aux_inputs(), loss, updates=[(self._acc, acc), (self._vecs, new)])
-        rng = np.random.default_rng(self.seed + 2)
-        n = len(paper_idx)
-        self._vecs.set_value(((rng.random((n, self.out_dim)) - 0.5) / self.out_dim).astype(dtype))
-        self._acc.set_value(np.zeros((n, self.out_dim), dtype=dtype))
-        for _ in range(self.infer_steps):
-            self._infer_fn(*self.sample_words(ids, mask, rng))
-        table = self.params["doc.weight"].get_value()
-        table[np.asarray(paper_idx)] = self._vecs.get_value()
-        self.params["doc.weight"].set_value(table)
+        return make_text_batch(self, papers)
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,10 +94,14 @@ class HybridRecommender:
                  init_std: float = 0.05, seed: int = 0, dtype: str | None = None):
         rates = dict(dropout_user=dropout_user, dropout_item=dropout_item, dropout_content=dropout_content,
                      dropout_hidden=dropout_hidden)
-        check_model_args(n_users, n_papers, item_dim, merge, encoder, **rates)
+        check_model_args(n_users, n_papers, item_dim, merge, encoder, hidden, init_std, **rates)
         self.n_users, self.n_papers, self.merge, self.hidden = int(n_users), int(n_papers), merge, tuple(hidden)
         self.encoder, self.rates, self.user_bias, self.seed = encoder, rates, bool(user_bias), int(seed)
         self.dtype = dtype or floatX()
+        self.config = dict(n_users=self.n_users, n_papers=self.n_papers, item_dim=int(item_dim), merge=merge,
+                           hidden=[int(h) for h in hidden], user_bias=self.user_bias,
+                           **{k: float(v) for k, v in rates.items()}, init_std=float(init_std), seed=self.seed,
+                           dtype=self.dtype)
         rng = np.random.default_rng(seed)
         p = self.params = Params(self.dtype)
         p.add("item_emb.weight", rng.normal(0.0, init_std, size=(n_papers, item_dim)))
@@ -270,6 +138,7 @@ class HybridRecommender:
         self.params.load_state_dict(state)
 
     def set_known_papers(self, known) -> None:
+        """Mark the papers that have training likes (boolean array of length ``n_papers``)."""
         known = np.asarray(known, dtype=bool)
         if known.shape != (self.n_papers,):
             raise ValueError(f"known must have shape ({self.n_papers},), got {known.shape}")
@@ -303,13 +172,19 @@ class HybridRecommender:
         return [self.ids, self.mask, self.paper_idx]
 
     def check_batch(self, ids, mask, paper_idx) -> None:
-        check_ids(paper_idx, self.n_papers, "paper")
-        if self.encoder is not None and hasattr(self.encoder, "check"):
-            self.encoder.check(ids, mask, paper_idx)
+        """The numeric inputs of a compiled call, checked in the course's words before running."""
+        check_text_batch(ids, mask, paper_idx, self.n_papers, self.encoder)
 
     def score_papers(self, papers, texts, batch_size: int = 256) -> np.ndarray:
         """Scores of all users for ``papers``: ``(len(papers), n_users)`` float32, dropout off."""
         papers = check_ids(papers, self.n_papers, "paper")
+        check_int("batch_size", batch_size)
+        if not self.params["item_known"].get_value().any():
+            raise ValueError("this model is untrained (no paper is marked as having training likes): train it with "
+                             "train_hybrid(model, texts, train_likes, ...) first, or call model.set_known_papers(...) "
+                             "for weights you loaded yourself")
+        check_memory(4 * len(papers) * self.n_users, f"the ({len(papers)}, {self.n_users}) score matrix",
+                     "score fewer papers at a time")
         texts = PaperTexts.from_corpus(texts)
         if len(texts) != self.n_papers:
             raise ValueError(f"texts has {len(texts)} papers but the model was built for {self.n_papers}")
@@ -326,9 +201,38 @@ class HybridRecommender:
             out[start:start + len(batch[2])] = self._score_fn(*batch)
         return out
 
+    def save(self, path) -> None:
+        """Save the configuration and all weights (encoder included) in one ``.npz`` file."""
+        encoder = type(self.encoder).__name__ if self.encoder is not None else None
+        np.savez(path, __config__=np.array(json.dumps({"config": self.config, "encoder": encoder})),
+                 **self.state_dict())
+
+    @classmethod
+    def load(cls, path, encoder=None) -> "HybridRecommender":
+        """Rebuild a saved model. Pass an encoder built with the same sizes (and dtype) as the saved one."""
+        with np.load(Path(path)) as data:
+            saved = json.loads(str(data["__config__"]))
+            state = {k: data[k] for k in data.files if k != "__config__"}
+        check_saved_encoder(saved["encoder"], encoder)
+        config = dict(saved["config"], hidden=tuple(saved["config"]["hidden"]))
+        model = cls(encoder=encoder, **config)
+        try:
+            model.load_state_dict(state)
+        except ValueError as exc:
+            raise ValueError(f"the saved weights do not fit this model (different sizes?): {exc}") from None
+        return model
+
 
 # --------------------------------------------------------------------------------------------
 # Losses: symbolic, on ``scores`` (B, n_users); ``targets`` are 1.0 for likes, 0.0 otherwise.
+
+
+def _check_ndim(**variables) -> None:
+    want = {"scores": 2, "targets": 2, "neg_mask": 2, "rows": 1, "pos": 1, "neg": 2}
+    for name, var in variables.items():
+        if var is not None and getattr(var, "ndim", None) != want[name]:
+            raise ValueError(f"{name} must be a symbolic {want[name]}-d variable (scores and targets (B, n_users), "
+                             f"rows and pos (P,), neg (P, n_sample)); got {getattr(var, 'ndim', type(var).__name__)}")
 
 
 def weighted_mse_loss(scores, targets, alpha: float, neg_mask=None):
@@ -337,6 +241,7 @@ def weighted_mse_loss(scores, targets, alpha: float, neg_mask=None):
     ``L = 1/B sum_i [ alpha sum_{u in P_i} (1 - s_iu)^2 + sum_{u in N_i} s_iu^2 ]``; ``N_i`` are all
     non-likers, or only those marked in ``neg_mask`` ``(B, n_users)`` (negative sampling).
     """
+    _check_ndim(scores=scores, targets=targets, neg_mask=neg_mask)
     pos = targets
     neg = 1 - pos if neg_mask is None else neg_mask * (1 - pos)
     err = (targets - scores) ** 2
@@ -345,6 +250,7 @@ def weighted_mse_loss(scores, targets, alpha: float, neg_mask=None):
 
 
 def _pair_scores(scores, rows, pos, neg):
+    _check_ndim(scores=scores, rows=rows, pos=pos, neg=neg)
     s_pos = scores[rows, pos][:, None]  # (P, 1)
     s_neg = scores[rows[:, None], neg]  # (P, N_S)
     return s_pos, s_neg
@@ -366,8 +272,10 @@ def listwise_loss(scores, rows, pos, neg):
 
 def sample_negative_users(targets: np.ndarray, rows: np.ndarray, n_sample: int, rng: np.random.Generator) -> np.ndarray:
     """For each entry of ``rows``, ``n_sample`` non-likers of that paper, uniformly with replacement."""
-    if n_sample < 1:
-        raise ValueError(f"n_sample must be >= 1, got {n_sample}")
+    targets = np.asarray(targets)
+    if targets.ndim != 2:
+        raise ValueError(f"targets must be (B, n_users), got shape {targets.shape}")
+    check_int("n_sample", n_sample)
     out = np.empty((len(rows), n_sample), dtype=np.int64)
     for i, r in enumerate(rows):
         pool = np.flatnonzero(targets[r] == 0)
@@ -379,126 +287,159 @@ def sample_negative_users(targets: np.ndarray, rows: np.ndarray, n_sample: int, 
 
 def positive_pairs(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every (row, user) with a like, as two ``(P,)`` index arrays."""
-    rows, users = np.nonzero(targets > 0)
+    rows, users = np.nonzero(np.asarray(targets) > 0)
     if len(rows) == 0:
         raise ValueError("this batch has no likes at all; train only on papers with training likes")
     return rows.astype(np.int64), users.astype(np.int64)
 
 
-class LossInputs:
-    """The symbolic inputs a loss needs besides the scores, and how to fill them from a batch."""
+def sample_loss_inputs(loss: str, targets: np.ndarray, n_sample: int | None = None,
+                       rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+    """What ``loss`` needs besides the scores, with its negative users drawn (numpy): ``targets`` and,
+    for ``"wmse"``, ``neg_mask`` ``(B, n_users)`` (all ones: every non-liker counts; with ``n_sample``,
+    the ``n_sample`` non-likers drawn for each paper), or, for ``"bpr"`` and ``"listwise"``, ``rows``,
+    ``pos`` ``(P,)`` (every like of the batch) and ``neg`` ``(P, n_sample)`` (default 20 per like)."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if loss == "wmse":
+        if n_sample is None:
+            return {"targets": targets, "neg_mask": np.ones_like(targets)}
+        neg = sample_negative_users(targets, np.arange(len(targets)), n_sample, rng)
+        mask = np.zeros_like(targets)
+        np.put_along_axis(mask, neg, 1.0, axis=1)
+        return {"targets": targets, "neg_mask": mask}
+    rows, pos = positive_pairs(targets)
+    neg = sample_negative_users(targets, rows, n_sample or 20, rng)  # (P, n_sample)
+    return {"targets": targets, "rows": rows, "pos": pos, "neg": neg}
 
-    def __init__(self, loss: str, dtype: str):
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-        self.loss = loss
-        self.targets = T.matrix("targets", dtype=dtype)  # (B, n_users)
-        self.neg_mask = T.matrix("neg_mask", dtype=dtype)  # (B, n_users), wmse only
-        self.rows = T.vector("rows", dtype="int64")  # (P,)
-        self.pos = T.vector("pos", dtype="int64")  # (P,)
-        self.neg = T.matrix("neg", dtype="int64")  # (P, N_S)
 
-    def symbols(self) -> list:
-        if self.loss == "wmse":
-            return [self.targets, self.neg_mask]
-        return [self.rows, self.pos, self.neg]
+def _loss_symbols(loss: str, dtype: str) -> dict:
+    """The symbolic twins of :func:`sample_loss_inputs`' arrays: the compiled step's inputs."""
+    out = {"targets": T.matrix("targets", dtype=dtype)}  # (B, n_users)
+    if loss == "wmse":
+        out["neg_mask"] = T.matrix("neg_mask", dtype=dtype)  # (B, n_users)
+    else:
+        out.update(rows=T.vector("rows", dtype="int64"), pos=T.vector("pos", dtype="int64"),
+                   neg=T.matrix("neg", dtype="int64"))  # (P,), (P,), (P, N_S)
+    return out
 
-    def expression(self, scores, alpha: float):
-        if self.loss == "wmse":
-            return weighted_mse_loss(scores, self.targets, alpha, self.neg_mask)
-        return (bpr_loss if self.loss == "bpr" else listwise_loss)(scores, self.rows, self.pos, self.neg)
 
-    def values(self, targets: np.ndarray, n_sample: int | None, rng: np.random.Generator) -> list:
-        """Numeric values for :meth:`symbols`, sampling negative users as ``compute_loss`` does."""
-        if self.loss == "wmse":
-            if n_sample is None:
-                return [targets, np.ones_like(targets)]
-            neg = sample_negative_users(targets, np.arange(len(targets)), n_sample, rng)
-            mask = np.zeros_like(targets)
-            np.put_along_axis(mask, neg, 1.0, axis=1)
-            return [targets, mask]
-        rows, pos = positive_pairs(targets)
-        return [rows, pos, sample_negative_users(targets, rows, n_sample or 20, rng)]
+def compute_loss(loss: str, scores, inputs: dict, *, alpha: float = 50.0):
+    """The graph of ``"wmse"``, ``"bpr"`` or ``"listwise"``: ``inputs`` are the symbolic twins of
+    :func:`sample_loss_inputs`' arrays (``targets``, ``neg_mask`` or ``rows``/``pos``/``neg``)."""
+    if loss == "wmse":
+        return weighted_mse_loss(scores, inputs["targets"], alpha, inputs["neg_mask"])
+    if loss in ("bpr", "listwise"):
+        return (bpr_loss if loss == "bpr" else listwise_loss)(scores, inputs["rows"], inputs["pos"], inputs["neg"])
+    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+
+
+def hybrid_loss(model: HybridRecommender, batch: list, scores, inputs: dict, *, loss: str = "wmse",
+                alpha: float = 50.0) -> dict:
+    """The library's ``loss_fn``, as graphs: ``{"loss": L_rec + L_aux, "rec_loss": L_rec, "aux_loss": L_aux}``.
+
+    ``batch`` is ``[ids, mask, paper_idx]`` (symbolic), ``scores`` the symbolic ``(B, n_users)``,
+    ``L_rec = compute_loss(loss, scores, inputs, alpha=alpha)`` and ``L_aux`` the encoder's own
+    weighted term (level (c): ``lambda_p2v * L_p2v`` on sampled words; 0 otherwise).
+    """
+    rec = compute_loss(loss, scores, inputs, alpha=alpha)
+    aux = model.encoder.aux_loss(batch[2]) if hasattr(model.encoder, "aux_loss") else T.zeros((), dtype=model.dtype)
+    return {"loss": rec + aux, "rec_loss": rec, "aux_loss": aux}
+
+
+class _CompiledStep:
+    """``step(ids, mask, paper_idx, targets) -> {name: float}``: the numpy draws of one step (negative
+    users, level (c)'s words) and one call of the compiled function."""
+
+    def __init__(self, fn, names, input_keys, model, loss, n_sample, seed):
+        self.fn, self.names, self.input_keys = fn, names, input_keys
+        self.model, self.loss, self.n_sample = model, loss, n_sample
+        self.neg_rng = np.random.default_rng(int(seed) + 1)
+        self.word_rng = np.random.default_rng(int(seed) + 2)  # level (c): the words of the PV-DBOW loss
+        self.sample_words = getattr(model.encoder, "sample_words", None)
+
+    def __call__(self, ids, mask, paper_idx, targets) -> dict[str, float]:
+        targets = np.asarray(targets, dtype=self.model.dtype)
+        extra = self.sample_words(ids, mask, self.word_rng) if self.sample_words else ()
+        inputs = sample_loss_inputs(self.loss, targets, self.n_sample, self.neg_rng)
+        out = self.fn(ids, mask, paper_idx, *(inputs[k] for k in self.input_keys), *extra)
+        return dict(zip(self.names, (float(v) for v in out)))
+
+
+def make_train_step(model: HybridRecommender, *, loss: str = "wmse", alpha: float = 50.0,
+                    n_sample: int | None = None, optimizer: str = "adagrad", lr: float = 0.1,
+                    weight_decay: float = 0.0, loss_fn=None, seed: int = 0):
+    """Compile the library's training step: ``step(ids, mask, paper_idx, targets) -> {"loss": ..., ...}``.
+
+    The graph: scores with dropout (a random stream seeded by the model's seed), the negative
+    users of ``loss`` as inputs (drawn in numpy with ``seed + 1`` at every call,
+    :func:`sample_loss_inputs`; level (c)'s words with ``seed + 2``), ``loss_fn(model, batch,
+    scores, inputs)`` (default :func:`hybrid_loss`; a symbolic scalar, or a dict of them with
+    ``"loss"``), and an update list that is the optimiser (:func:`~compat.adagrad` or
+    :func:`~compat.adam`) plus the random generators' state updates. Returns every named loss as a float.
+    """
+    loss_fn = partial(hybrid_loss, loss=loss, alpha=alpha) if loss_fn is None else loss_fn
+    inputs = _loss_symbols(loss, model.dtype)
+    stream = RandomStream(model.seed)
+    terms = loss_fn(model, model.inputs(), model.scores(train=True, stream=stream), inputs)
+    terms = terms if isinstance(terms, dict) else {"loss": terms}
+    if "loss" not in terms:
+        raise ValueError(f"loss_fn returned a dict without 'loss' (the graph to minimise); it has {sorted(terms)}")
+    aux_inputs = model.encoder.aux_inputs() if hasattr(model.encoder, "aux_inputs") else []
+    opt = adagrad if optimizer == "adagrad" else adam
+    updates, _ = opt(terms["loss"], model.params.trainable_vars(), lr, weight_decay=weight_decay)
+    fn = function(model.inputs() + list(inputs.values()) + aux_inputs, list(terms.values()),
+                  updates=updates + stream.pop_updates(), name="train_step")
+    return _CompiledStep(fn, list(terms), list(inputs), model, loss, n_sample, seed)
 
 
 # --------------------------------------------------------------------------------------------
 # Training
 
 
-def compile_train_step(model: HybridRecommender, loss: str = "wmse", alpha: float = 10.0, optimizer: str = "adagrad",
-                       lr: float = 0.05, weight_decay: float = 0.0):
-    """Compile one training step: ``step(ids, mask, paper_idx, *loss_inputs[, words, noise]) -> [loss, aux]``.
-
-    The graph: scores with dropout (random stream seeded by the model's seed), the loss, and an
-    update list that is the optimiser (:func:`~compat.adagrad` or :func:`~compat.adam`) plus the
-    random generators' state updates. Returns ``(step, loss_inputs)``.
-    """
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be 'adagrad' or 'adam', got {optimizer!r}")
-    li = LossInputs(loss, model.dtype)
-    stream = RandomStream(model.seed)
-    cost = li.expression(model.scores(train=True, stream=stream), alpha)
-    aux_inputs, aux = [], T.zeros((), dtype=model.dtype)
-    if hasattr(model.encoder, "aux_loss"):  # level (c): + lambda_p2v * L_p2v on sampled words
-        aux_inputs, aux = model.encoder.aux_inputs(), model.encoder.aux_loss(model.paper_idx)
-    params = model.params.trainable_vars()
-    opt = adagrad if optimizer == "adagrad" else adam
-    updates, _ = opt(cost + aux, params, lr, weight_decay=weight_decay)
-    step = function(model.inputs() + li.symbols() + aux_inputs, [cost, aux], updates=updates + stream.pop_updates(),
-                    name="train_step")
-    return step, li
-
-
 def train_hybrid(model: HybridRecommender, texts, train_likes, valid_likes=None, *, loss: str = "wmse",
-                 alpha: float = 10.0, n_sample: int | None = None, optimizer: str = "adagrad", lr: float = 0.05,
+                 alpha: float = 50.0, n_sample: int | None = None, optimizer: str = "adagrad", lr: float = 0.1,
                  weight_decay: float = 0.0, batch_size: int = 64, epochs: int = 20, patience: int = 3,
-                 monitor: str = "Recall@50", seed: int = 0, progress: bool = True) -> dict[str, list]:
+                 monitor: str = "Recall@50", seed: int = 0, progress: bool = True, loss_fn=None,
+                 step_fn=None) -> dict[str, list]:
     """Train on mini-batches of papers with early stopping on validation ``monitor``.
 
-    The same loop as the PyTorch ``train_hybrid`` (same argument names, same paper order for the
-    same ``seed``, same history keys; the framework-neutral parts are shared in
-    :mod:`course_lib.training`); the step itself is one compiled function. The history also
-    holds ``compile_seconds`` (one entry), and per epoch ``train_seconds`` (the steps alone,
-    without validation) and ``n_steps``.
-    """
-    from tqdm.auto import tqdm
+    The same loop as the PyTorch ``train_hybrid`` (same arguments, same paper order for the same
+    ``seed``, same history keys: :func:`course_lib.training.hybrid_loop`); the step is one compiled
+    function (:func:`make_train_step`). Your own code plugs in in two ways:
 
+    * ``loss_fn(model, batch, scores, inputs) -> graph | dict of graphs``: your loss inside the
+      library's compiled step; ``batch`` is ``[ids, mask, paper_idx]``, ``scores`` the symbolic
+      ``(B, n_users)`` with dropout, ``inputs`` the symbolic twins of :func:`sample_loss_inputs`'
+      arrays for ``loss``. The library's is :func:`hybrid_loss`.
+    * ``step_fn(ids, mask, paper_idx, targets) -> number | dict``: your own compiled step (a
+      ``theano.function`` whose updates train the model), called with each batch's word ids and
+      mask ``(B, L)``, paper indices ``(B,)`` and targets ``(B, n_users)`` (1.0 for likes). A
+      function with one output returns the loss; with several, return a dict with ``"loss"``.
+      ``optimizer``, ``lr``, ``weight_decay``, ``loss``, ``alpha``, ``n_sample`` are then not used.
+
+    The history also holds ``compile_seconds`` (one entry; 0 with your own ``step_fn``).
+    """
     texts = PaperTexts.from_corpus(texts)
-    check_train_args((model.n_users, model.n_papers), train_likes, valid_likes, loss=loss, optimizer=optimizer,
-                     monitor=monitor, batch_size=batch_size, epochs=epochs, patience=patience, n_texts=len(texts))
-    papers = select_papers(train_likes, valid_likes)
+    papers = prepare_hybrid_run((model.n_users, model.n_papers), len(texts), train_likes, valid_likes,
+                                loss_fn=loss_fn, step_fn=step_fn, loss=loss, optimizer=optimizer, monitor=monitor,
+                                batch_size=batch_size, epochs=epochs, patience=patience, lr=lr, alpha=alpha,
+                                n_sample=n_sample, weight_decay=weight_decay)
     model.set_known_papers(papers.known)
 
     t0 = time.perf_counter()
-    step, li = compile_train_step(model, loss, alpha, optimizer, lr, weight_decay)
-    history: dict[str, list] = {"epoch": [], "loss": [], "aux_loss": [], "seconds": [],
-                                "compile_seconds": [time.perf_counter() - t0], "train_seconds": [], "n_steps": []}
-    rng = np.random.default_rng(int(seed))
-    neg_rng = np.random.default_rng(int(seed) + 1)
-    word_rng = np.random.default_rng(int(seed) + 2)  # level (c): the words of the PV-DBOW loss
-    sample_words = getattr(model.encoder, "sample_words", None)
-    stopper = EarlyStopping(monitor, patience)
-    for epoch in tqdm(range(1, epochs + 1), desc="epochs", disable=not progress, leave=False):
-        t0 = time.perf_counter()
-        tot, tot_aux, n_batches = 0.0, 0.0, 0
-        for batch_papers in paper_batches(papers.train_papers, batch_size, rng):
-            batch = texts.batch(batch_papers)
-            model.check_batch(*batch)
-            targets = papers.by_paper[batch[2]].toarray().astype(model.dtype)  # (B, n_users)
-            extra = sample_words(batch[0], batch[1], word_rng) if sample_words else ()
-            value, aux = (float(v) for v in step(*batch, *li.values(targets, n_sample, neg_rng), *extra))
-            check_finite(value, aux, epoch, n_batches + 1, lr, alpha)
-            tot, tot_aux, n_batches = tot + value, tot_aux + aux, n_batches + 1
-        history["train_seconds"].append(time.perf_counter() - t0)  # the steps only, without validation
-        history["n_steps"].append(n_batches)
-        history["epoch"].append(epoch)
-        history["loss"].append(tot / n_batches)
-        history["aux_loss"].append(tot_aux / n_batches)
-        if papers.valid_papers is not None:
-            scores = model.score_papers(papers.valid_papers, texts)
-            stopper.update(history, epoch, stopper.evaluate(scores, papers, train_likes), model)
-        history["seconds"].append(time.perf_counter() - t0)
-        if papers.valid_papers is not None and stopper.stop:
-            break
-    stopper.finish(history, model)
+    step = step_fn or make_train_step(model, loss=loss, alpha=alpha, n_sample=n_sample, optimizer=optimizer, lr=lr,
+                                      weight_decay=weight_decay, loss_fn=loss_fn, seed=seed)
+    compile_seconds = time.perf_counter() - t0 if step_fn is None else 0.0
+
+    def step_on(batch_papers: np.ndarray):
+        batch = texts.batch(batch_papers)
+        model.check_batch(*batch)
+        return as_losses(step(*batch, papers.by_paper[batch[2]].toarray().astype(model.dtype)))  # (B, n_users)
+
+    history = hybrid_loop(step_on, model, papers, train_likes, lambda p: model.score_papers(p, texts),
+                          batch_size=batch_size, epochs=epochs, patience=patience, monitor=monitor, seed=seed,
+                          cause=f"lower lr (now {lr}) or alpha (now {alpha}), or check the inputs for NaN",
+                          progress=progress, desc="hybrid (Theano)")
+    history["compile_seconds"] = [compile_seconds]
     return history

@@ -7,8 +7,11 @@ recommendation, with tag prediction as a second task.
 * :class:`AskGRU`: ``f(X_j) = g(X_j) + v_j`` (eq. 4, ``v_j = 0`` for cold papers) and
   ``r_ij = b_i + b_j + u_i . f(X_j)`` (eq. 3); tag probabilities ``sigma(f(X_j) . t_l)`` (section 3.3).
 * :func:`confidence_weights`, :func:`weighted_squared_loss` (eq. 2), :func:`tag_loss` and
-  :func:`multitask_loss` (section 3.3), and :func:`fit` (section 4.1.2: mini-batches of ``B`` users
-  with one positive and one negative paper each, Adam, dropout, early stopping on validation recall).
+  :func:`multitask_loss` (section 3.3), together :func:`askgru_loss`; :func:`make_train_step` (one
+  Adam update) and :func:`fit` (section 4.1.2: mini-batches of ``B`` users with one positive and one
+  negative paper each, dropout, early stopping on validation recall), which runs the course's
+  training loop (:func:`course_lib.training.askgru_loop`) and takes your own ``loss_fn`` or
+  ``step_fn``.
 
 Both encoders follow the content-encoder interface of :mod:`course_lib.torch_models.content`
 (``nn.Module``, ``out_dim``, ``forward(TextBatch) -> (batch, out_dim)``, ``aux_loss``), so the
@@ -18,8 +21,8 @@ Every default below is the paper's value; where the paper gives none, the commen
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,27 +31,39 @@ import torch
 from torch import nn
 
 from course_lib.data import check_ids
-from course_lib.training import sample_user_pairs
 from course_lib.torch_models.content import make_text_batch
-from course_lib.torch_models.utils import TextBatch, resolve_device, seed_everything
+from course_lib.torch_models.utils import TextBatch, minimise, resolve_device
+from course_lib.training import (  # noqa: F401  (the paper's settings and frequent_tags: used as ag.EMB_DIM, ...)
+    ALPHA_CONF, BATCH_USERS, DROPOUT, EMB_DIM, EPS_CONF, HIDDEN1, HIDDEN2, MAX_UPDATES, REG_USER, History, PairBatch,
+    askgru_loop, check_askgru_args, check_askgru_memory, check_encoder_args, check_fit_args, check_plugins,
+    frequent_tags,
+)
+from course_lib.validation import check_choice, check_fraction, check_int, check_memory
 
-# Section 4.1.2 of the paper.
-EMB_DIM = 200  # K_w = K = 200, "to be consistent with CTR"
-HIDDEN1 = 400  # K_h1, first (bidirectional) layer; per direction, as K_h in eq. (6)-(8)
-HIDDEN2 = 200  # K_h2, second layer = output dimension K
-DROPOUT = (0.1, 0.5, 0.3)  # embedding layer, first-layer output, second-layer output
-ALPHA_CONF = 10.0  # alpha in c_ij = 1 + alpha log(1 + |R_i| / eps)
-EPS_CONF = 1e-8  # eps in the same formula
-BATCH_USERS = 512  # B
-REG_USER = 0.01  # "we also regularize the user embeddings with weight 0.01"
-MAX_UPDATES = 20_000  # "a maximum of 20k mini-batch updates"
+
+
+def gru_step(gx: torch.Tensor, h: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
+    """One GRU step in ``torch.nn.GRU``'s formulation, eq. (6)-(8) of the paper with ``z_t = 1 - o_t``::
+
+        r = sigmoid(x_r + W_hr h + b_hr),  z = sigmoid(x_z + W_hz h + b_hz)
+        n = tanh(x_n + r * (W_hn h + b_hn)),  h' = (1 - z) * n + z * h
+
+    ``gx`` ``(n, 3H)`` is the input projection ``x W_ih^T + b_ih`` (gates stacked ``[r, z, n]``),
+    computed for all steps at once outside the loop; ``h`` ``(n, H)``; returns ``h'`` ``(n, H)``.
+    The Theano track's ``gru_step`` is the same function of the same weights.
+    """
+    gh = nn.functional.linear(h, w_hh, b_hh)  # (n, 3H)
+    x_r, x_z, x_n = gx.chunk(3, dim=1)
+    h_r, h_z, h_n = gh.chunk(3, dim=1)
+    r = torch.sigmoid(x_r + h_r)  # reset gate (f_t in eq. 6)
+    z = torch.sigmoid(x_z + h_z)  # update gate (1 - o_t)
+    cand = torch.tanh(x_n + r * h_n)  # candidate (eq. 7)
+    return cand + z * (h - cand)  # (1 - z) cand + z h (eq. 8)
 
 
 def _embedding(n_words: int, emb_dim: int, embeddings, gen: torch.Generator) -> nn.Embedding:
     """A trainable lookup table, initialised from pretrained vectors when given (section 4.1.2:
     CBOW embeddings, "trained further"). Row 0 is padding and stays zero."""
-    if n_words < 2:
-        raise ValueError(f"n_words must be >= 2 (padding + at least one word), got {n_words}")
     table = nn.Embedding(n_words, emb_dim, padding_idx=0)
     if embeddings is not None:
         if hasattr(embeddings, "matrix"):  # course_lib.word_vectors.WordVectors
@@ -112,10 +127,10 @@ def _pack(lengths: torch.Tensor) -> _Packed:
 def _gru_packed(x: torch.Tensor, gru: nn.GRU, suffix: str, sizes: list[int]) -> torch.Tensor:
     """One direction of ``gru`` over packed input ``x`` ``(T, D)``: the states ``(T, H)``.
 
-    The equations of ``nn.GRU`` (eq. (6)-(8) of the paper, with ``z_t = 1 - o_t``), using its weights,
-    written as a loop over time so that one matrix product per step covers only the rows still
-    reading; the input projections of all steps are one product. ``split`` (not slicing) hands each
-    step its block, so the backward pass concatenates gradients once instead of zero-filling per step.
+    The equations of ``nn.GRU`` (:func:`gru_step`), using its weights, written as a loop over time so
+    that one matrix product per step covers only the rows still reading; the input projections of all
+    steps are one product. ``split`` (not slicing) hands each step its block, so the backward pass
+    concatenates gradients once instead of zero-filling per step.
     """
     w_ih, w_hh = getattr(gru, f"weight_ih_l0{suffix}"), getattr(gru, f"weight_hh_l0{suffix}")
     b_ih, b_hh = getattr(gru, f"bias_ih_l0{suffix}"), getattr(gru, f"bias_hh_l0{suffix}")
@@ -125,13 +140,7 @@ def _gru_packed(x: torch.Tensor, gru: nn.GRU, suffix: str, sizes: list[int]) -> 
     for gx, n in zip(gates_x, sizes):
         if n < h.shape[0]:
             h = h[:n]  # the shortest rows have ended
-        gh = nn.functional.linear(h, w_hh, b_hh)  # (n, 3H)
-        x_r, x_z, x_n = gx.chunk(3, dim=1)
-        h_r, h_z, h_n = gh.chunk(3, dim=1)
-        r = torch.sigmoid(x_r + h_r)  # reset gate (f_t in eq. 6)
-        z = torch.sigmoid(x_z + h_z)  # update gate (1 - o_t)
-        cand = torch.tanh(x_n + r * h_n)  # candidate (eq. 7)
-        h = cand + z * (h - cand)  # (1 - z) cand + z h (eq. 8)
+        h = gru_step(gx, h, w_hh, b_hh)
         out.append(h)
     return torch.cat(out)  # (T, H)
 
@@ -146,6 +155,7 @@ class EmbedEncoder(nn.Module):
     def __init__(self, n_words: int, emb_dim: int = EMB_DIM, dropout_emb: float = DROPOUT[0], embeddings=None,
                  seed: int = 0):
         super().__init__()
+        check_encoder_args(n_words, emb_dim, (dropout_emb,))
         self.embedding = _embedding(n_words, emb_dim, embeddings, torch.Generator().manual_seed(int(seed)))
         self.drop = nn.Dropout(dropout_emb)
         self.out_dim = emb_dim
@@ -191,6 +201,7 @@ class GRUEncoder(nn.Module):
         super().__init__()
         if len(dropout) != 3:
             raise ValueError(f"dropout must be 3 probabilities (embedding, layer 1, layer 2), got {dropout}")
+        check_encoder_args(n_words, emb_dim, dropout, hidden1=hidden1, hidden2=hidden2)
         self.embedding = _embedding(n_words, emb_dim, embeddings, torch.Generator().manual_seed(int(seed)))
         with torch.random.fork_rng(devices=[]):  # nn.GRU draws its init from the global generator
             torch.manual_seed(int(seed))
@@ -237,8 +248,7 @@ class AskGRU(nn.Module):
 
     def __init__(self, encoder: nn.Module, n_users: int, n_papers: int, n_tags: int = 0, seed: int = 0):
         super().__init__()
-        if n_users < 1 or n_papers < 1 or n_tags < 0:
-            raise ValueError(f"need n_users >= 1, n_papers >= 1, n_tags >= 0; got {n_users}, {n_papers}, {n_tags}")
+        check_askgru_args(encoder, n_users, n_papers, n_tags)
         dim = encoder.out_dim
         gen = torch.Generator().manual_seed(int(seed))
         self.encoder = encoder
@@ -253,11 +263,17 @@ class AskGRU(nn.Module):
 
     def item_repr(self, batch: TextBatch) -> torch.Tensor:
         """``f(X_j) = g(X_j) + v_j`` (eq. 4), ``v_j = 0`` for cold papers: ``(B, K)``."""
+        if not isinstance(batch, TextBatch):
+            raise ValueError("item_repr reads a TextBatch (make_text_batch(texts, papers)), got "
+                             f"{type(batch).__name__}")
         warm = self.warm[batch.paper_idx].unsqueeze(-1).to(self.item_emb.dtype)  # (B, 1)
         return self.encoder(batch) + warm * self.item_emb[batch.paper_idx]
 
     def score_pairs(self, users: torch.Tensor, f: torch.Tensor, paper_idx: torch.Tensor) -> torch.Tensor:
         """``r_ij`` for aligned users and item representations ``f``: ``(B,)`` (eq. 3)."""
+        if f.dim() != 2 or users.shape != (f.shape[0],) or paper_idx.shape != (f.shape[0],):
+            raise ValueError(f"users {tuple(users.shape)} and paper_idx {tuple(paper_idx.shape)} must be (B,) with B "
+                             f"the rows of f {tuple(f.shape)} (one user and one paper per item representation)")
         warm = self.warm[paper_idx].to(f.dtype)
         return (self.user_emb[users] * f).sum(-1) + self.user_bias[users] + warm * self.item_bias[paper_idx]
 
@@ -270,17 +286,20 @@ class AskGRU(nn.Module):
 
     def save(self, path) -> None:
         """Weights, the encoder's settings and which papers are warm, in one file."""
+        if not isinstance(getattr(self.encoder, "config", None), dict):
+            raise ValueError("save() keeps the encoder's settings from its `config` dict, which this encoder does "
+                             "not have; save the weights with torch.save(model.state_dict(), path) instead")
         torch.save({"encoder": type(self.encoder).__name__, "encoder_config": self.encoder.config,
                     "n_users": self.n_users, "n_papers": self.n_papers, "n_tags": self.n_tags,
                     "state": self.state_dict()}, Path(path))
 
     @classmethod
     def load(cls, path, device="auto") -> "AskGRU":
+        """Rebuild a model saved by :meth:`save` (its encoder included)."""
         ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
-        encoders = {"EmbedEncoder": EmbedEncoder, "GRUEncoder": GRUEncoder}
-        if ckpt["encoder"] not in encoders:
-            raise ValueError(f"{path} holds a {ckpt['encoder']} encoder; load() rebuilds only {sorted(encoders)}")
-        model = cls(encoders[ckpt["encoder"]](**ckpt["encoder_config"]), ckpt["n_users"], ckpt["n_papers"],
+        encoder_cls = {"EmbedEncoder": EmbedEncoder, "GRUEncoder": GRUEncoder}
+        check_choice(f"the encoder saved in {path}", ckpt["encoder"], encoder_cls)
+        model = cls(encoder_cls[ckpt["encoder"]](**ckpt["encoder_config"]), ckpt["n_users"], ckpt["n_papers"],
                     ckpt["n_tags"])
         model.load_state_dict(ckpt["state"])
         return model.to(resolve_device(device))
@@ -313,8 +332,9 @@ def tag_loss(logits: torch.Tensor, tags: torch.Tensor, tag_neg_weight: float) ->
     over all tags of a paper and is averaged over papers, which keeps ``C_T`` on the scale of ``C_R``.
     The paper writes the log-likelihood; the cost is its negative.
     """
-    if logits.shape != tags.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} and tags {tuple(tags.shape)} must have the same shape")
+    if logits.dim() != 2 or logits.shape != tags.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and tags {tuple(tags.shape)} must have the same shape "
+                         "(papers, n_tags)")
     log_p = nn.functional.logsigmoid(logits)
     log_not_p = nn.functional.logsigmoid(-logits)
     per_paper = -(tags * log_p + tag_neg_weight * (1 - tags) * log_not_p).sum(dim=1)  # (n_papers,)
@@ -323,42 +343,30 @@ def tag_loss(logits: torch.Tensor, tags: torch.Tensor, tag_neg_weight: float) ->
 
 def multitask_loss(loss_rec: torch.Tensor, loss_tag: torch.Tensor, lambda_mtl: float) -> torch.Tensor:
     """``C = lambda C_R + (1 - lambda) C_T`` (section 3.3); ``lambda_mtl = 1`` is the single-task model."""
-    if not 0.0 <= lambda_mtl <= 1.0:
-        raise ValueError(f"lambda_mtl must be in [0, 1], got {lambda_mtl}")
+    check_fraction("lambda_mtl", lambda_mtl, upper_inclusive=True)
     return lambda_mtl * loss_rec + (1.0 - lambda_mtl) * loss_tag
 
 
-def frequent_tags(paper_tags: sp.csr_matrix, min_papers: int = 10) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Keep the tags used on at least ``min_papers`` papers (section 4.1: "removed tags that occur
-    on less than 10 articles"). Returns the ``(n_papers, n_kept)`` binary csr and the kept tag ids."""
-    tags = sp.csr_matrix(paper_tags, dtype=np.float32)
-    tags.data[:] = 1.0
-    keep = np.flatnonzero(np.asarray((tags > 0).sum(axis=0)).ravel() >= min_papers)
-    if keep.size == 0:
-        raise ValueError(f"no tag is used on >= {min_papers} papers; lower min_papers for this tier")
-    return sp.csr_matrix(tags[:, keep]), keep
+def askgru_loss(model: AskGRU, batch: PairBatch, f: torch.Tensor, *, lambda_mtl: float = 1.0,
+                tag_neg_weight: float = 0.01, reg_user: float = REG_USER) -> dict[str, torch.Tensor]:
+    """The library's ``loss_fn``: ``{"loss": C, "loss_rec": C_R, "loss_tag": C_T}`` (section 3.3, 4.1.2).
+
+    ``batch`` is a :class:`~course_lib.training.PairBatch` of tensors, ``f`` ``(2B, K)`` the item
+    representations of its papers (eq. 4, dropout on). ``C_R`` = eq. (2) on the pairs weighted by
+    ``batch.conf`` plus ``reg_user * mean ||u_i||^2``; ``C_T`` the tag cost (0 without tags);
+    ``C = lambda C_R + (1 - lambda) C_T``.
+    """
+    pred = model.score_pairs(batch.users, f, batch.paper_idx)  # (2B,)
+    loss_rec = weighted_squared_loss(pred, batch.target, batch.conf)
+    loss_rec = loss_rec + reg_user * model.user_emb[batch.users].pow(2).sum(-1).mean()
+    if lambda_mtl < 1.0:
+        loss_t = tag_loss(model.tag_logits(f), batch.tags, tag_neg_weight)
+    else:
+        loss_t = torch.zeros((), device=f.device)
+    return {"loss": multitask_loss(loss_rec, loss_t, lambda_mtl), "loss_rec": loss_rec, "loss_tag": loss_t}
 
 
 # -------------------------------------------------------------------------------------- training
-
-
-@dataclass
-class History:
-    """What :func:`fit` saw: losses averaged over each evaluation period, validation recall."""
-
-    update: list[int] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-    loss_rec: list[float] = field(default_factory=list)
-    loss_tag: list[float] = field(default_factory=list)
-    valid_recall: list[float] = field(default_factory=list)
-    best_update: int = 0
-    best_recall: float = float("nan")
-    seconds: float = 0.0
-    n_updates: int = 0
-    examples_per_second: float = 0.0  # (user, paper) pairs per second of training
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
 
 
 def _batch_item_repr(model: AskGRU, texts, papers: np.ndarray, dev, dedup: bool):
@@ -374,6 +382,34 @@ def _batch_item_repr(model: AskGRU, texts, papers: np.ndarray, dev, dedup: bool)
     distinct, where = np.unique(papers, return_inverse=True)
     f = model.item_repr(make_text_batch(texts, distinct, device=dev))  # (n_distinct, K)
     return f[torch.as_tensor(where, device=dev)], torch.as_tensor(papers, device=dev)
+
+
+def make_train_step(model: AskGRU, texts, *, lambda_mtl: float = 1.0, tag_neg_weight: float = 0.01, lr: float = 1e-3,
+                    reg_user: float = REG_USER, loss_fn=None, dedup: bool = True, device="auto"):
+    """The library's training step: ``step(batch) -> {"loss": ..., "loss_rec": ..., "loss_tag": ...}``.
+
+    ``batch`` is a :class:`~course_lib.training.PairBatch` of numpy arrays (what :func:`fit`'s loop
+    draws). One call: dropout on, ``f(X_j)`` of its papers (each distinct paper encoded once with
+    ``dedup``, see :func:`_batch_item_repr`), ``loss_fn(model, batch, f)`` on the batch moved to
+    tensors (default :func:`askgru_loss`), one Adam step with ``lr`` on its ``"loss"``. Returns
+    every named loss as a float.
+    """
+    dev = resolve_device(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = partial(askgru_loss, lambda_mtl=lambda_mtl, tag_neg_weight=tag_neg_weight,
+                      reg_user=reg_user) if loss_fn is None else loss_fn
+
+    def tensor(x, dtype=torch.float32):
+        return None if x is None else torch.as_tensor(x, dtype=dtype, device=dev)
+
+    def step(batch: PairBatch) -> dict[str, float]:
+        model.train()
+        f, paper_idx = _batch_item_repr(model, texts, batch.paper_idx, dev, dedup)  # (2B, K), (2B,)
+        pairs = PairBatch(tensor(batch.users, torch.long), paper_idx, tensor(batch.target), tensor(batch.n_likes),
+                          tensor(batch.conf), tensor(batch.tags))
+        return minimise(loss_fn(model, pairs, f), opt)
+
+    return step
 
 
 def fit(
@@ -401,6 +437,8 @@ def fit(
     seed: int = 0,
     device="auto",
     progress: bool = True,
+    loss_fn=None,
+    step_fn=None,
 ) -> History:
     """Train ``model`` on the training ``likes`` (section 4.1.2) and keep the best weights.
 
@@ -421,108 +459,53 @@ def fit(
       "early-stopping based on recall on a validation set") and the best weights are restored.
       Only validation users with a held-out like are scored, in no-grad chunks.
     * ``dedup``: encode each distinct paper of a batch once (see :func:`_batch_item_repr`).
+
+    The loop is the course's :func:`course_lib.training.askgru_loop`, the step :func:`make_train_step`.
+    Your own code plugs in in three ways: the encoder of ``model`` (any ``nn.Module`` with
+    ``out_dim`` and ``forward(TextBatch) -> (B, out_dim)``, e.g. yours); ``loss_fn(model, batch, f)
+    -> tensor | dict`` inside the library's step (``batch`` a :class:`~course_lib.training.PairBatch`
+    of tensors: ``users``, ``paper_idx``, ``target``, ``n_likes``, ``conf``, ``tags``; ``f`` their
+    item representations ``(2B, K)``; return ``C`` or a dict with ``"loss"`` and e.g. ``"loss_rec"``,
+    ``"loss_tag"``; the library's is :func:`askgru_loss`); or ``step_fn(batch) -> number | dict``,
+    your whole step on the :class:`~course_lib.training.PairBatch` of numpy arrays (``lr``,
+    ``reg_user``, ``lambda_mtl``, ``tag_neg_weight``, ``dedup`` are then not used by the step).
+    Returns a :class:`~course_lib.training.History`.
     """
-    from tqdm.auto import tqdm
-
-    from course_lib.evaluation import evaluate_ranking
-
+    likes, tags = check_fit_args(
+        (model.n_users, model.n_papers, model.n_tags), likes, np.asarray(texts.ids).shape[0], tags=tags,
+        lambda_mtl=lambda_mtl, tag_neg_weight=tag_neg_weight, train_papers=train_papers, valid_likes=valid_likes,
+        valid_papers=valid_papers, valid_exclude=valid_exclude, valid_k=valid_k, batch_users=batch_users,
+        max_updates=max_updates, lr=lr, reg_user=reg_user, alpha_conf=alpha_conf, eps_conf=eps_conf,
+        eval_every=eval_every, patience=patience)
+    check_plugins(loss_fn, step_fn)
+    check_askgru_memory(getattr(model.encoder, "config", {}), batch_users, np.asarray(texts.ids).shape[1])
+    if train_papers is not None:
+        train_papers = check_ids(train_papers, model.n_papers, "paper")
     dev = resolve_device(device)
-    likes = sp.csr_matrix(likes, dtype=np.float32)
-    if likes.shape != (model.n_users, model.n_papers):
-        raise ValueError(f"likes has shape {likes.shape}, the model expects ({model.n_users}, {model.n_papers})")
-    if texts.ids.shape[0] != model.n_papers:
-        raise ValueError(f"texts has {texts.ids.shape[0]} papers, the model expects {model.n_papers}")
-    if likes.nnz == 0:
-        raise ValueError("likes is empty: there is nothing to train on")
-    if tags is not None and lambda_mtl < 1.0:
-        tags = sp.csr_matrix(tags, dtype=np.float32)
-        if tags.shape != (model.n_papers, model.n_tags) or model.n_tags == 0:
-            raise ValueError(f"tags has shape {tags.shape}; build AskGRU(..., n_tags={tags.shape[1]}) "
-                             f"for {model.n_papers} papers")
-    elif lambda_mtl < 1.0:
-        raise ValueError(f"lambda_mtl={lambda_mtl} asks for the tag task but tags is None; pass tags= or lambda_mtl=1")
-    multitask_loss(torch.zeros(()), torch.zeros(()), lambda_mtl)  # validates lambda_mtl
-
-    rng = seed_everything(seed)
-    likes.sort_indices()
-    n_likes = np.diff(likes.indptr)
-    users_pool = np.flatnonzero(n_likes)
-    liked = np.asarray(likes.sum(axis=0)).ravel() > 0
-    train_papers = np.flatnonzero(liked) if train_papers is None else check_ids(train_papers, model.n_papers, "paper")
-    conf_all = confidence_weights(n_likes, alpha_conf, eps_conf).to(dev)  # (n_users,)
+    torch.manual_seed(int(seed))  # dropout masks come from the global stream
     model.to(dev)
     with torch.no_grad():
-        model.warm.copy_(torch.as_tensor(liked, device=dev))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-
-    hist = History()
-    best_state, best, bad_evals = None, -math.inf, 0
-    sums = np.zeros(3)
-    n_pairs, train_seconds, start = 0, 0.0, time.perf_counter()
-    bar = tqdm(range(1, max_updates + 1), disable=not progress, desc=type(model.encoder).__name__, leave=False)
-    for step in bar:
-        t0 = time.perf_counter()
-        model.train()
-        users, pos, neg = sample_user_pairs(likes, users_pool, train_papers, batch_users, rng)
-        papers = np.concatenate([pos, neg])  # (2B,)
-        u = torch.as_tensor(np.concatenate([users, users]), device=dev)
-        target = torch.cat([torch.ones(users.size), torch.zeros(users.size)]).to(dev)
-        f, paper_idx = _batch_item_repr(model, texts, papers, dev, dedup)  # (2B, K), (2B,)
-        pred = model.score_pairs(u, f, paper_idx)
-        loss_rec = weighted_squared_loss(pred, target, conf_all[u])
-        loss_rec = loss_rec + reg_user * model.user_emb[u].pow(2).sum(-1).mean()
-        if lambda_mtl < 1.0:
-            t = torch.as_tensor(tags[papers].toarray(), device=dev)  # (2B, n_tags)
-            loss_t = tag_loss(model.tag_logits(f), t, tag_neg_weight)
-        else:
-            loss_t = torch.zeros((), device=dev)
-        loss = multitask_loss(loss_rec, loss_t, lambda_mtl)
-        if not torch.isfinite(loss):
-            raise ValueError(f"loss became {loss.item()} at update {step}; lower lr (now {lr}) or check the inputs")
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        train_seconds += time.perf_counter() - t0
-        n_pairs += papers.size
-        sums += (loss.item(), loss_rec.item(), loss_t.item())
-
-        if step % eval_every == 0 or step == max_updates:
-            n_period = step - (hist.update[-1] if hist.update else 0)
-            hist.update.append(step)
-            for name, value in zip(("loss", "loss_rec", "loss_tag"), sums / n_period):
-                getattr(hist, name).append(float(value))
-            sums[:] = 0
-            if valid_likes is not None:
-                cand = np.arange(model.n_papers) if valid_papers is None else np.asarray(valid_papers)
-                scores = score_fn(model, texts, papers=cand, device=dev)
-                excl = None if valid_exclude is None else sp.csr_matrix(valid_exclude)[:, cand]
-                res = evaluate_ranking(scores, sp.csr_matrix(valid_likes)[:, cand], exclude=excl, ks=(valid_k,),
-                                       metrics=("recall",))
-                rec = float(res[f"Recall@{valid_k}"])
-                hist.valid_recall.append(rec)
-                bar.set_postfix(loss=f"{hist.loss[-1]:.3g}", recall=f"{rec:.3f}")
-                if rec > best:
-                    best, bad_evals, hist.best_update = rec, 0, step
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                else:
-                    bad_evals += 1
-                    if bad_evals >= patience:
-                        break
-            else:
-                bar.set_postfix(loss=f"{hist.loss[-1]:.3g}")
-    if best_state is not None:
-        model.load_state_dict(best_state)
-        hist.best_recall = best
-    else:
-        hist.best_update = step
+        model.warm.copy_(torch.as_tensor(np.asarray(likes.sum(axis=0)).ravel() > 0, device=dev))
+    step = step_fn or make_train_step(model, texts, lambda_mtl=lambda_mtl, tag_neg_weight=tag_neg_weight, lr=lr,
+                                      reg_user=reg_user, dedup=dedup, loss_fn=loss_fn, device=dev)
+    hist = askgru_loop(step, model, likes, tags=tags, train_papers=train_papers, valid_likes=valid_likes,
+                       valid_papers=valid_papers, valid_exclude=valid_exclude, valid_k=valid_k,
+                       batch_users=batch_users, max_updates=max_updates, eval_every=eval_every, patience=patience,
+                       alpha_conf=alpha_conf, eps_conf=eps_conf, seed=seed,
+                       score_fn=lambda cand: score_fn(model, texts, papers=cand, device=dev),
+                       cause=f"lower lr (now {lr}) or check the inputs for NaN", progress=progress,
+                       desc=type(model.encoder).__name__)
     model.eval()
-    hist.n_updates = step
-    hist.seconds = time.perf_counter() - start
-    hist.examples_per_second = n_pairs / max(train_seconds, 1e-9)
     return hist
 
 
 # ------------------------------------------------------------------------------------- inference
+
+
+def _check_trained(model: AskGRU) -> None:
+    if not bool(model.warm.any()):
+        raise ValueError("this model is untrained (no paper is marked as having training likes): train it with "
+                         "fit(model, likes, texts, ...) first")
 
 
 @torch.no_grad()
@@ -531,6 +514,8 @@ def item_vectors(model: AskGRU, texts, papers=None, batch_size: int = 1024, devi
 
     Papers are encoded in chunks of similar length (so a chunk of titles is not as wide as the
     longest abstract) and returned in the order of ``papers``."""
+    _check_trained(model)
+    check_int("batch_size", batch_size)
     dev = resolve_device(device)
     papers = np.arange(model.n_papers) if papers is None else check_ids(papers, model.n_papers, "paper")
     if papers.size == 0:
@@ -567,7 +552,10 @@ def score_fn(model: AskGRU, texts, papers=None, batch_size: int = 256, device="a
 def score(model: AskGRU, texts, users=None, papers=None, batch_size: int = 256, device="auto") -> np.ndarray:
     """``r_ij`` (eq. 3) for every user in ``users`` (default all) and paper in ``papers`` (default
     all): a dense ``(n_users, n_papers)`` float32 array."""
-    users = np.arange(model.n_users) if users is None else users
+    users = np.arange(model.n_users) if users is None else check_ids(users, model.n_users, "user")
+    n_papers = model.n_papers if papers is None else np.asarray(papers).size
+    check_memory(4 * users.size * n_papers, f"the dense ({users.size}, {n_papers}) score matrix",
+                 "score fewer users or papers at a time, or use score_fn for blocks of users")
     return score_fn(model, texts, papers, batch_size, device)(users)
 
 

@@ -34,6 +34,7 @@ from torch import nn
 
 from course_lib.torch_models.utils import TextBatch, torch_generator
 from course_lib.training import check_p2v_sizes, noise_cdf
+from course_lib.validation import check_int
 
 
 def negative_sampling_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
@@ -75,7 +76,8 @@ class EndToEndParagraphVectors(nn.Module):
     ):
         super().__init__()
         cdf = noise_cdf(word_counts, ns_exponent)  # (vocab_size,), shared with the Theano track
-        check_p2v_sizes(dim, lambda_p2v, negative, n_words)
+        check_p2v_sizes(dim, lambda_p2v, negative, n_words, infer_steps, infer_lr)
+        check_int("n_papers", n_papers)
         self.lambda_p2v, self.negative, self.n_words = float(lambda_p2v), int(negative), int(n_words)
         self.infer_steps, self.infer_lr, self.seed = int(infer_steps), float(infer_lr), int(seed)
         self.out_dim, self.n_papers, self.vocab_size = int(dim), int(n_papers), cdf.size
@@ -131,11 +133,16 @@ class EndToEndParagraphVectors(nn.Module):
         neg = (doc @ w[noise.flatten()].T).view(len(doc), *noise.shape)  # (B, T, K)
         return negative_sampling_loss(pos, neg)
 
+    def p2v_term(self, batch: TextBatch) -> torch.Tensor:
+        """``L_p2v`` (unweighted) on the batch's papers, with the encoder's own seeded word draws:
+        what a joint loss of your own weighs by its balance (``aux_loss`` weighs it by ``lambda_p2v``)."""
+        return self.p2v_loss(self(batch), batch, self._generator()).mean()
+
     def aux_loss(self, batch: TextBatch) -> torch.Tensor:
         """``lambda_p2v * L_p2v`` on the batch's papers (0 without computing when lambda_p2v = 0)."""
         if self.lambda_p2v == 0:
             return self.doc.weight.new_zeros(())
-        return self.lambda_p2v * self.p2v_loss(self(batch), batch, self._generator()).mean()
+        return self.lambda_p2v * self.p2v_term(batch)
 
     def infer_vectors(self, batch: TextBatch, steps: int | None = None, lr: float | None = None) -> torch.Tensor:
         """Fit vectors for the batch's papers from their text alone: ``(B, dim)``.

@@ -21,12 +21,16 @@ and the paper is represented by its content alone. The model keeps a boolean buf
 ``item_known`` (set by :func:`train_hybrid` from the training likes) for this.
 
 Losses (task sheet, "Loss options"; slides on GRU4Rec losses): weighted MSE, BPR, listwise
-(softmax cross-entropy). Training: mini-batches of papers, Adagrad by default, early stopping on
-validation Recall@M computed by :func:`course_lib.evaluation.evaluate_flip`.
+(softmax cross-entropy). The negative users of a batch are drawn first (:func:`sample_loss_inputs`),
+then the loss is a function of the scores and those draws (:func:`compute_loss`), as in the Theano
+track, where the draws are inputs of the compiled step. Training (:func:`train_hybrid`): one step
+(:func:`make_train_step`: the loss of :func:`hybrid_loss`, Adagrad by default) inside the course's
+training loop (:func:`course_lib.training.hybrid_loop`: mini-batches of papers, early stopping on
+validation Recall@M). Your own ``loss_fn`` or ``step_fn`` can replace the library's.
 """
 from __future__ import annotations
 
-import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +39,11 @@ import torch
 from torch import nn
 
 from course_lib.data import check_ids
-from course_lib.torch_models.utils import TextBatch, resolve_device, torch_generator
+from course_lib.torch_models.utils import TextBatch, minimise, resolve_device, torch_generator
 from course_lib.training import (
-    LOSSES, EarlyStopping, check_finite, check_model_args, check_paper_texts, check_train_args, paper_batches,
-    select_papers,
+    LOSSES, check_model_args, check_paper_texts, check_saved_encoder, hybrid_loop, prepare_hybrid_run,
 )
+from course_lib.validation import check_int, check_memory
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,7 +118,7 @@ class HybridRecommender(nn.Module):
         seed: int = 0,
     ):
         super().__init__()
-        check_model_args(n_users, n_papers, item_dim, merge, encoder, dropout_user=dropout_user,
+        check_model_args(n_users, n_papers, item_dim, merge, encoder, hidden, init_std, dropout_user=dropout_user,
                          dropout_item=dropout_item, dropout_content=dropout_content, dropout_hidden=dropout_hidden)
         self.config = dict(
             n_users=int(n_users), n_papers=int(n_papers), item_dim=int(item_dim), merge=merge,
@@ -164,7 +168,11 @@ class HybridRecommender(nn.Module):
 
     def represent(self, batch: TextBatch) -> torch.Tensor:
         """The paper representation after merging and processing, ``(batch, rep_dim)``."""
+        if not isinstance(batch, TextBatch):
+            raise ValueError(f"the model reads a TextBatch (e.g. PaperTexts.batch(papers)), got {type(batch).__name__}")
         idx = batch.paper_idx
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.n_papers):
+            raise ValueError(f"paper ids must be in [0, {self.n_papers}), got {int(idx.min())}..{int(idx.max())}")
         # (B, item_dim); zero where the paper had no training likes (Ask-the-GRU, section 3)
         item = self.item_emb(idx) * self.item_known[idx].unsqueeze(1).to(self.item_emb.weight.dtype)
         rep = self.drop_item(item)
@@ -205,6 +213,13 @@ class HybridRecommender(nn.Module):
         inference for level (c)).
         """
         papers = check_ids(papers, self.n_papers, "paper")
+        check_int("batch_size", batch_size)
+        if not bool(self.item_known.any()):
+            raise ValueError("this model is untrained (no paper is marked as having training likes): train it with "
+                             "train_hybrid(model, texts, train_likes, ...) first, or call model.set_known_papers(...) "
+                             "for weights you loaded yourself")
+        check_memory(4 * len(papers) * self.n_users, f"the ({len(papers)}, {self.n_users}) score matrix",
+                     "score fewer papers at a time")
         texts = PaperTexts.from_corpus(texts, self.device)
         if len(texts) != self.n_papers:
             raise ValueError(f"texts has {len(texts)} papers but the model was built for {self.n_papers}")
@@ -233,12 +248,7 @@ class HybridRecommender(nn.Module):
     def load(cls, path, encoder: nn.Module | None = None, device="auto") -> "HybridRecommender":
         """Rebuild a saved model. Pass an encoder built with the same sizes as the saved one."""
         ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
-        if (ckpt["encoder"] is None) != (encoder is None):
-            raise ValueError(
-                f"the saved model has encoder {ckpt['encoder']!r}; pass encoder= a freshly built "
-                f"{ckpt['encoder']} with the same sizes" if ckpt["encoder"] else
-                "the saved model has no encoder; call load(path) without encoder="
-            )
+        check_saved_encoder(ckpt["encoder"], encoder)
         model = cls(encoder=encoder, **ckpt["config"])
         try:
             model.load_state_dict(ckpt["state"])
@@ -251,15 +261,73 @@ class HybridRecommender(nn.Module):
 # Losses. `scores` and `targets` are (B, n_users); targets are 1.0 for likes, 0.0 otherwise.
 
 
+def _check_scores(scores, targets) -> None:
+    if not (isinstance(scores, torch.Tensor) and isinstance(targets, torch.Tensor)):
+        raise ValueError(f"scores and targets must be torch tensors (B, n_users), got {type(scores).__name__} and "
+                         f"{type(targets).__name__}")
+    if scores.dim() != 2 or scores.shape != targets.shape:
+        raise ValueError(f"scores {tuple(scores.shape)} and targets {tuple(targets.shape)} must have the same shape "
+                         "(papers in the batch, n_users)")
+
+
+def _check_pairs(scores, rows, pos, neg) -> None:
+    if scores.dim() != 2:
+        raise ValueError(f"scores must be (B, n_users), got shape {tuple(scores.shape)}")
+    if rows.dim() != 1 or rows.shape != pos.shape or neg.dim() != 2 or neg.shape[0] != rows.shape[0]:
+        raise ValueError(f"rows {tuple(rows.shape)} and pos {tuple(pos.shape)} must be (P,) and neg "
+                         f"{tuple(neg.shape)} (P, n_sample): one row of negatives per like")
+
+
+def weighted_mse_loss(scores: torch.Tensor, targets: torch.Tensor, alpha: float,
+                      neg_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Weighted MSE of the task sheet: target 1 with weight ``alpha`` (>> 1) on likes, 0 with weight 1.
+
+    ``L = 1/B sum_i [ alpha sum_{u in P_i} (1 - s_iu)^2 + sum_{u in N_i} s_iu^2 ]`` where ``P_i``
+    are the users who liked paper ``i`` and ``N_i`` all other users, or, with negative sampling,
+    only the non-likers marked in ``neg_mask`` ``(B, n_users)``.
+    """
+    _check_scores(scores, targets)
+    pos = targets > 0
+    neg = ~pos if neg_mask is None else (neg_mask.bool() & ~pos)
+    err = (targets - scores) ** 2
+    per_row = alpha * (err * pos).sum(1) + (err * neg).sum(1)
+    return per_row.mean()
+
+
+def bpr_loss(scores: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """BPR averaged over sampled negatives (slides, GRU4Rec losses), then over the positive pairs.
+
+    ``L = 1/P sum_p 1/N_S sum_j -log sigma(s[rows_p, pos_p] - s[rows_p, neg_pj])``;
+    ``neg`` is ``(P, N_S)``.
+    """
+    _check_pairs(scores, rows, pos, neg)
+    s_pos = scores[rows, pos].unsqueeze(1)  # (P, 1)
+    s_neg = scores[rows.unsqueeze(1), neg]  # (P, N_S)
+    return -nn.functional.logsigmoid(s_pos - s_neg).mean()
+
+
+def listwise_loss(scores: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Softmax over the positive and its sampled negatives, cross-entropy on the positive.
+
+    ``L = 1/P sum_p -log( e^{s_pos} / (e^{s_pos} + sum_j e^{s_neg_j}) )``.
+    """
+    _check_pairs(scores, rows, pos, neg)
+    s_pos = scores[rows, pos].unsqueeze(1)  # (P, 1)
+    s_neg = scores[rows.unsqueeze(1), neg]  # (P, N_S)
+    logits = torch.cat([s_pos, s_neg], dim=1)  # (P, 1 + N_S)
+    return -torch.log_softmax(logits, dim=1)[:, 0].mean()
+
+
 def sample_negative_users(targets: torch.Tensor, rows: torch.Tensor, n_sample: int,
                           generator: torch.Generator | None = None) -> torch.Tensor:
     """For each entry of ``rows``, ``n_sample`` users (with replacement) who did not like that paper.
 
     Returns ``(len(rows), n_sample)`` user indices, drawn uniformly among the non-likers.
     """
-    if n_sample < 1:
-        raise ValueError(f"n_sample must be >= 1, got {n_sample}")
+    if targets.dim() != 2:
+        raise ValueError(f"targets must be (B, n_users), got shape {tuple(targets.shape)}")
     n_users = targets.shape[1]
+    check_int("n_sample", n_sample)
     if bool(((targets > 0).sum(1)[rows] >= n_users).any()):
         raise ValueError("a paper is liked by every user, so no negative user can be sampled")
     # rejection sampling: uniform users, redrawn where they liked the paper. Likes are sparse,
@@ -281,65 +349,74 @@ def positive_pairs(targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return rows, users
 
 
-def weighted_mse_loss(scores: torch.Tensor, targets: torch.Tensor, alpha: float,
-                      neg_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Weighted MSE of the task sheet: target 1 with weight ``alpha`` (>> 1) on likes, 0 with weight 1.
-
-    ``L = 1/B sum_i [ alpha sum_{u in P_i} (1 - s_iu)^2 + sum_{u in N_i} s_iu^2 ]`` where ``P_i``
-    are the users who liked paper ``i`` and ``N_i`` all other users, or, with negative sampling,
-    only the non-likers marked in ``neg_mask`` ``(B, n_users)``.
-    """
-    if scores.shape != targets.shape:
-        raise ValueError(f"scores {tuple(scores.shape)} and targets {tuple(targets.shape)} must have the same shape")
-    pos = targets > 0
-    neg = ~pos if neg_mask is None else (neg_mask.bool() & ~pos)
-    err = (targets - scores) ** 2
-    per_row = alpha * (err * pos).sum(1) + (err * neg).sum(1)
-    return per_row.mean()
-
-
-def bpr_loss(scores: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-    """BPR averaged over sampled negatives (slides, GRU4Rec losses), then over the positive pairs.
-
-    ``L = 1/P sum_p 1/N_S sum_j -log sigma(s[rows_p, pos_p] - s[rows_p, neg_pj])``;
-    ``neg`` is ``(P, N_S)``.
-    """
-    s_pos = scores[rows, pos].unsqueeze(1)  # (P, 1)
-    s_neg = scores[rows.unsqueeze(1), neg]  # (P, N_S)
-    return -nn.functional.logsigmoid(s_pos - s_neg).mean()
-
-
-def listwise_loss(scores: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-    """Softmax over the positive and its sampled negatives, cross-entropy on the positive.
-
-    ``L = 1/P sum_p -log( e^{s_pos} / (e^{s_pos} + sum_j e^{s_neg_j}) )``.
-    """
-    s_pos = scores[rows, pos].unsqueeze(1)  # (P, 1)
-    s_neg = scores[rows.unsqueeze(1), neg]  # (P, N_S)
-    logits = torch.cat([s_pos, s_neg], dim=1)  # (P, 1 + N_S)
-    return -torch.log_softmax(logits, dim=1)[:, 0].mean()
-
-
-def compute_loss(loss: str, scores: torch.Tensor, targets: torch.Tensor, *, alpha: float = 10.0,
-                 n_sample: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One of ``"wmse"``, ``"bpr"``, ``"listwise"`` on a batch, sampling negative users as needed.
-
-    For BPR and listwise every like in the batch is one "positive user" with its own ``n_sample``
-    negatives. For weighted MSE ``n_sample=None`` uses every non-liker; otherwise each paper keeps
-    ``n_sample`` sampled non-likers (duplicates count once).
-    """
+def sample_loss_inputs(loss: str, targets: torch.Tensor, n_sample: int | None = None,
+                       generator: torch.Generator | None = None) -> dict[str, torch.Tensor | None]:
+    """What ``loss`` needs besides the scores, with its negative users drawn: a dict with ``targets``
+    and, for ``"wmse"``, ``neg_mask`` ``(B, n_users)`` (None: every non-liker counts; with
+    ``n_sample``, the ``n_sample`` non-likers drawn for each paper, duplicates counting once), or,
+    for ``"bpr"`` and ``"listwise"``, ``rows``, ``pos`` ``(P,)`` (every like of the batch) and ``neg``
+    ``(P, n_sample)`` (``n_sample`` non-likers of the paper per like, default 20)."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     if loss == "wmse":
         if n_sample is None:
-            return weighted_mse_loss(scores, targets, alpha)
+            return {"targets": targets, "neg_mask": None}
         rows = torch.arange(len(targets), device=targets.device)
         neg = sample_negative_users(targets, rows, n_sample, generator)  # (B, n_sample)
-        mask = torch.zeros_like(targets).scatter_(1, neg, 1.0)
-        return weighted_mse_loss(scores, targets, alpha, neg_mask=mask)
+        return {"targets": targets, "neg_mask": torch.zeros_like(targets).scatter_(1, neg, 1.0)}
+    rows, pos = positive_pairs(targets)
+    neg = sample_negative_users(targets, rows, n_sample or 20, generator)  # (P, n_sample)
+    return {"targets": targets, "rows": rows, "pos": pos, "neg": neg}
+
+
+def compute_loss(loss: str, scores: torch.Tensor, inputs: dict, *, alpha: float = 50.0) -> torch.Tensor:
+    """One of ``"wmse"``, ``"bpr"``, ``"listwise"`` on a batch: ``inputs`` from :func:`sample_loss_inputs`.
+
+    For BPR and listwise every like in the batch is one "positive user" with its own negatives;
+    weighted MSE weighs the likes by ``alpha``.
+    """
+    if loss == "wmse":
+        return weighted_mse_loss(scores, inputs["targets"], alpha, inputs["neg_mask"])
     if loss in ("bpr", "listwise"):
-        rows, pos = positive_pairs(targets)
-        neg = sample_negative_users(targets, rows, n_sample or 20, generator)  # (P, n_sample)
-        return (bpr_loss if loss == "bpr" else listwise_loss)(scores, rows, pos, neg)
+        return (bpr_loss if loss == "bpr" else listwise_loss)(scores, inputs["rows"], inputs["pos"], inputs["neg"])
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+
+
+def hybrid_loss(model: HybridRecommender, batch: TextBatch, scores: torch.Tensor, inputs: dict, *,
+                loss: str = "wmse", alpha: float = 50.0) -> dict[str, torch.Tensor]:
+    """The library's ``loss_fn``: ``{"loss": L_rec + L_aux, "rec_loss": L_rec, "aux_loss": L_aux}``.
+
+    ``L_rec = compute_loss(loss, scores, inputs, alpha=alpha)``; ``L_aux = model.aux_loss(batch)`` is
+    the encoder's own weighted term (level (c): ``lambda_p2v * L_p2v``; 0 otherwise). A ``loss_fn``
+    of your own gets the same four arguments and returns a scalar tensor or such a dict.
+    """
+    rec = compute_loss(loss, scores, inputs, alpha=alpha)
+    aux = model.aux_loss(batch)
+    return {"loss": rec + aux, "rec_loss": rec, "aux_loss": aux}
+
+
+def make_train_step(model: HybridRecommender, *, loss: str = "wmse", alpha: float = 50.0,
+                    n_sample: int | None = None, optimizer: str = "adagrad", lr: float = 0.1,
+                    weight_decay: float = 0.0, loss_fn=None, seed: int = 0):
+    """The library's training step: ``step(batch, targets) -> {"loss": ..., ...}`` (floats).
+
+    ``batch`` is a :class:`TextBatch`, ``targets`` ``(B, n_users)`` float32, 1.0 for likes. One call:
+    dropout on, the scores ``model(batch)``, the negative users of ``loss`` drawn with a generator
+    seeded by ``seed`` (:func:`sample_loss_inputs`), ``loss_fn(model, batch, scores, inputs)``
+    (default :func:`hybrid_loss` with ``loss`` and ``alpha``), one ``optimizer`` step (Adagrad or
+    Adam with ``lr`` and ``weight_decay``) on its ``"loss"``. Returns every named loss as a float.
+    """
+    gen = torch_generator(seed, model.device)
+    opt_cls = torch.optim.Adagrad if optimizer == "adagrad" else torch.optim.Adam
+    opt = opt_cls(model.parameters(), lr=lr, weight_decay=weight_decay)
+    loss_fn = partial(hybrid_loss, loss=loss, alpha=alpha) if loss_fn is None else loss_fn
+
+    def step(batch: TextBatch, targets: torch.Tensor) -> dict[str, float]:
+        model.train()
+        scores = model(batch)  # (B, n_users)
+        return minimise(loss_fn(model, batch, scores, sample_loss_inputs(loss, targets, n_sample, gen)), opt)
+
+    return step
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,6 +442,8 @@ def train_hybrid(
     seed: int = 0,
     device="auto",
     progress: bool = True,
+    loss_fn=None,
+    step_fn=None,
 ) -> dict[str, list]:
     """Train ``model`` on mini-batches of papers; early stopping on validation ``monitor``.
 
@@ -372,63 +451,49 @@ def train_hybrid(
     with training likes are trained on; they become the model's "known" papers, every other paper
     is cold (zero item embedding). After each epoch the validation papers (those with a like in
     ``valid_likes``) are scored and :func:`course_lib.evaluation.evaluate_flip` computes Recall@M
-    (training likes excluded); the best epoch's weights are restored at the end. Loss per batch:
-    ``compute_loss(loss, ...) + model.aux_loss(batch)``; ``n_sample`` is the number of sampled
-    negative users (per like for BPR / listwise, default 20; per paper for weighted MSE, default
-    all users). ``monitor`` is ``"Recall@K"``. The parts that do not depend on PyTorch (argument
-    checks, paper selection, batches, early stopping) are shared with the Theano track in
-    :mod:`course_lib.training`.
+    (training likes excluded); the best epoch's weights are restored at the end. ``n_sample`` is
+    the number of sampled negative users (per like for BPR / listwise, default 20; per paper for
+    weighted MSE, default all users), at most ``n_users``. ``monitor`` is ``"Recall@K"``.
 
-    Returns the history: lists ``epoch``, ``loss`` (recommendation loss), ``aux_loss``,
-    ``seconds`` and one list per validation metric (e.g. ``valid_Recall@50``), plus
-    ``best_epoch`` (a one-element list).
+    The step is :func:`make_train_step` with these arguments, and the loop the course's
+    :func:`course_lib.training.hybrid_loop`. Your own code plugs in in two ways:
+
+    * ``loss_fn(model, batch, scores, inputs) -> tensor | dict``: your loss inside the library's
+      step. ``batch`` is the :class:`TextBatch` of the papers, ``scores = model(batch)``
+      ``(B, n_users)`` (dropout on), ``inputs`` the dict of :func:`sample_loss_inputs` for ``loss``
+      and ``n_sample`` (``targets``, and ``neg_mask`` or ``rows``/``pos``/``neg``). Return the
+      scalar to minimise, or a dict with it under ``"loss"`` and other terms to record (e.g.
+      ``rec_loss``, ``aux_loss``). The library's is :func:`hybrid_loss`.
+    * ``step_fn(batch, targets) -> number | dict``: your whole step (forward, loss, backward,
+      your own optimizer's step) on a :class:`TextBatch` and its ``(B, n_users)`` targets; return
+      the loss as a float, or a dict of floats with ``"loss"``. ``optimizer``, ``lr``,
+      ``weight_decay``, ``loss``, ``alpha``, ``n_sample`` and ``loss_fn`` are then not used.
+
+    Returns the history: lists ``epoch``, one per named loss of the step (the library's: ``loss``
+    = ``rec_loss + aux_loss``, ``rec_loss``, ``aux_loss``), ``seconds``, ``train_seconds``,
+    ``n_steps``, one list per validation metric (e.g. ``valid_Recall@50``) and ``best_epoch``
+    (a one-element list).
     """
-    from tqdm.auto import tqdm
-
     dev = resolve_device(device)
     texts = PaperTexts.from_corpus(texts, dev)
-    check_train_args((model.n_users, model.n_papers), train_likes, valid_likes, loss=loss, optimizer=optimizer,
-                     monitor=monitor, batch_size=batch_size, epochs=epochs, patience=patience, n_texts=len(texts))
+    papers = prepare_hybrid_run((model.n_users, model.n_papers), len(texts), train_likes, valid_likes,
+                                loss_fn=loss_fn, step_fn=step_fn, loss=loss, optimizer=optimizer, monitor=monitor,
+                                batch_size=batch_size, epochs=epochs, patience=patience, lr=lr, alpha=alpha,
+                                n_sample=n_sample, weight_decay=weight_decay)
     model.to(dev)
-    papers = select_papers(train_likes, valid_likes)
     model.set_known_papers(papers.known)
 
     torch.manual_seed(int(seed))  # dropout masks come from the global stream
-    rng = np.random.default_rng(int(seed))
-    gen = torch_generator(seed, dev)
-    opt_cls = torch.optim.Adagrad if optimizer == "adagrad" else torch.optim.Adam
-    opt = opt_cls(model.parameters(), lr=lr, weight_decay=weight_decay)
+    step = step_fn or make_train_step(model, loss=loss, alpha=alpha, n_sample=n_sample, optimizer=optimizer, lr=lr,
+                                      weight_decay=weight_decay, loss_fn=loss_fn, seed=seed)
 
-    stopper = EarlyStopping(monitor, patience)
-    history: dict[str, list] = {"epoch": [], "loss": [], "aux_loss": [], "seconds": []}
-    bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress, leave=False)
-    for epoch in bar:
-        t0 = time.perf_counter()
-        model.train()
-        tot, tot_aux, n_batches = 0.0, 0.0, 0
-        for batch_papers in paper_batches(papers.train_papers, batch_size, rng):
-            batch = texts.batch(batch_papers)
-            targets = torch.as_tensor(papers.by_paper[batch_papers].toarray(), device=dev)  # (B, n_users)
-            rec = compute_loss(loss, model(batch), targets, alpha=alpha, n_sample=n_sample, generator=gen)
-            aux = model.aux_loss(batch)
-            rec_value, aux_value = rec.item(), aux.item()
-            check_finite(rec_value, aux_value, epoch, n_batches + 1, lr, alpha)
-            opt.zero_grad()
-            (rec + aux).backward()
-            opt.step()
-            tot, tot_aux, n_batches = tot + rec_value, tot_aux + aux_value, n_batches + 1
-        history["epoch"].append(epoch)
-        history["loss"].append(tot / n_batches)
-        history["aux_loss"].append(tot_aux / n_batches)
-        postfix = {"loss": f"{tot / n_batches:.4g}"}
-        if papers.valid_papers is not None:
-            scores = model.score_papers(papers.valid_papers, texts)
-            value = stopper.update(history, epoch, stopper.evaluate(scores, papers, train_likes), model)
-            postfix[monitor] = f"{value:.4f}"
-        history["seconds"].append(time.perf_counter() - t0)
-        bar.set_postfix(postfix)
-        if papers.valid_papers is not None and stopper.stop:
-            break
-    stopper.finish(history, model)
+    def step_on(batch_papers: np.ndarray):
+        targets = torch.as_tensor(papers.by_paper[batch_papers].toarray(), device=dev)  # (B, n_users)
+        return step(texts.batch(batch_papers), targets)
+
+    history = hybrid_loop(step_on, model, papers, train_likes, lambda p: model.score_papers(p, texts),
+                          batch_size=batch_size, epochs=epochs, patience=patience, monitor=monitor, seed=seed,
+                          cause=f"lower lr (now {lr}) or alpha (now {alpha}), or check the inputs for NaN",
+                          progress=progress, desc="hybrid")
     model.eval()
     return history

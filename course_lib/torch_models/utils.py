@@ -38,6 +38,22 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(int(seed))
 
 
+def minimise(terms, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """One optimiser step on what a ``loss_fn`` returned: a scalar tensor, or a dict whose ``"loss"``
+    is the scalar to minimise (its other entries are only recorded). Returns every entry as a float."""
+    objective = terms["loss"] if isinstance(terms, dict) else terms
+    if not (isinstance(objective, torch.Tensor) and objective.dim() == 0):
+        raise ValueError("loss_fn must return a scalar tensor, or a dict with the scalar tensor to minimise "
+                         f"under 'loss'; got {type(objective).__name__}")
+    optimizer.zero_grad()
+    objective.backward()
+    optimizer.step()
+    if not isinstance(terms, dict):
+        return {"loss": float(objective.detach())}
+    return {name: float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+            for name, value in terms.items()}
+
+
 class TextBatch:
     """The input of every content encoder: padded word ids, their mask, and the paper indices.
 

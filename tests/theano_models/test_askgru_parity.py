@@ -118,7 +118,7 @@ def tiny_run():
     train = dict(valid_likes=fold.test, valid_exclude=fold.train, batch_users=64, max_updates=40, eval_every=20,
                  lr=0.01, seed=0, progress=False)
     h_torch = pa.fit(torch_model, fold.train, corpus, device="cpu", **train).as_dict()
-    h_theano = ta.fit(theano_model, fold.train, corpus, **train)
+    h_theano = ta.fit(theano_model, fold.train, corpus, **train).as_dict()
     return h_torch, h_theano
 
 

@@ -11,6 +11,8 @@ import torch
 
 from course_lib import training
 from course_lib.checks import rel_error
+from course_lib.theano_models import content as tcon
+from course_lib.theano_models import e2e_paragraph as te
 from course_lib.theano_models import hybrid as th
 from course_lib.theano_models.compat import T, function, theano
 from course_lib.torch_models import content as tc
@@ -37,7 +39,7 @@ def _pair(merge, dtype, rng):
                                        merge=merge, hidden=(7,), seed=1)
     torch_model = torch_model.to(getattr(torch, dtype)).eval()
     torch_model.set_known_papers(rng.random(N_PAPERS) < 0.7)  # some papers cold: zero item embedding
-    theano_model = th.HybridRecommender(N_USERS, N_PAPERS, th.TfidfWordAverage(wv, idf, fine_tune=True, dtype=dtype),
+    theano_model = th.HybridRecommender(N_USERS, N_PAPERS, tcon.TfidfWordAverage(wv, idf, fine_tune=True, dtype=dtype),
                                         item_dim=5, merge=merge, hidden=(7,), dtype=dtype)
     theano_model.load_state_dict(torch_model.state_dict())
     return torch_model, theano_model, (ids, mask, targets.astype(dtype))
@@ -133,7 +135,7 @@ def tiny_run():
     kw = dict(item_dim=8, merge="concat", hidden=(16,), seed=0)
     torch.manual_seed(0)
     torch_model = ph.HybridRecommender(data.n_users, data.n_papers, tc.TfidfWordAverage(wv, idf, fine_tune=True), **kw)
-    theano_enc = th.TfidfWordAverage(wv, idf, fine_tune=True, dtype="float32")
+    theano_enc = tcon.TfidfWordAverage(wv, idf, fine_tune=True, dtype="float32")
     theano_model = th.HybridRecommender(data.n_users, data.n_papers, theano_enc, dtype="float32", **kw)
     theano_model.load_state_dict(torch_model.state_dict())
     train = dict(loss="wmse", alpha=10.0, lr=0.05, batch_size=64, epochs=3, patience=5, seed=0, progress=False)
@@ -145,16 +147,20 @@ def tiny_run():
 def test_train_hybrid_checks_its_arguments_as_the_pytorch_track_does():
     rng = np.random.default_rng(5)
     wv, idf, ids, mask, targets = _data(rng)
-    model = th.HybridRecommender(N_USERS, N_PAPERS, th.TfidfWordAverage(wv, idf, dtype="float64"), item_dim=4,
+    model = th.HybridRecommender(N_USERS, N_PAPERS, tcon.TfidfWordAverage(wv, idf, dtype="float64"), item_dim=4,
                                  dtype="float64")
     texts = th.PaperTexts(ids, mask)
     likes = targets.T.copy()  # (n_users, n_papers)
     bad = [
         (dict(monitor="NDCG"), "monitor must look like 'Recall@50'"),
         (dict(loss="mse"), "loss must be one of"),
-        (dict(optimizer="sgd"), "optimizer must be 'adagrad' or 'adam'"),
+        (dict(optimizer="sgd"), "optimizer must be one of 'adagrad', 'adam'"),
         (dict(patience=0), "patience must be >= 1"),
-        (dict(batch_size=0), "batch_size and epochs must be >= 1"),
+        (dict(batch_size=0), "batch_size must be an integer >= 1"),
+        (dict(epochs=0), "epochs must be an integer >= 1, got 0"),
+        (dict(lr=0.0), "lr must be a finite number > 0, got 0.0"),
+        (dict(loss="bpr", n_sample=10**6), rf"n_sample must be an integer in \[1, {N_USERS}\], got 1000000"),
+        (dict(step_fn=lambda *a: 0, loss_fn=lambda *a: 0), "not both"),
     ]
     for change, message in bad:
         with pytest.raises(ValueError, match=message):
@@ -185,7 +191,7 @@ def test_level_c_paragraph_vector_loss_and_gradients_match_pytorch():
     torch_enc = pe.EndToEndParagraphVectors(N_PAPERS, counts, dim=DIM, **kw).double()
     with torch.no_grad():  # non-zero output word vectors, so every term of L_p2v has a gradient
         torch_enc.word_out.weight.normal_(0, 0.5)
-    enc = th.EndToEndParagraphVectors(N_PAPERS, counts, dim=DIM, dtype="float64", **kw)
+    enc = te.EndToEndParagraphVectors(N_PAPERS, counts, dim=DIM, dtype="float64", **kw)
     enc.params.load_state_dict(torch_enc.state_dict())
     _, _, ids, mask, _ = _data(rng)
     words, noise = enc.sample_words(ids, mask, rng)
@@ -215,7 +221,7 @@ def test_level_c_paragraph_vector_loss_and_gradients_match_pytorch():
 def test_level_c_trains_with_its_auxiliary_loss_and_infers_cold_papers():
     rng = np.random.default_rng(4)
     _, _, ids, mask, targets = _data(rng)
-    enc = th.EndToEndParagraphVectors(N_PAPERS, np.arange(VOCAB) + 1.0, dim=DIM, lambda_p2v=1.0, n_words=5,
+    enc = te.EndToEndParagraphVectors(N_PAPERS, np.arange(VOCAB) + 1.0, dim=DIM, lambda_p2v=1.0, n_words=5,
                                       infer_steps=30, infer_lr=0.5, dtype="float64")
     model = th.HybridRecommender(N_USERS, N_PAPERS, enc, item_dim=4, dtype="float64")
     likes = targets.T.copy()  # (n_users, n_papers)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from torch import nn
 
 from course_lib.checks import numerical_gradient, rel_error
 from course_lib.evaluation import evaluate_ranking
@@ -13,6 +14,8 @@ from course_lib.synthetic import planted_citeulike
 from course_lib.text import prepare_text
 from course_lib.torch_models import askgru as ag
 from course_lib.torch_models.utils import TextBatch
+from course_lib.training import PairBatch
+from course_lib.validation import TrainingDiverged
 
 torch.set_num_threads(1)
 
@@ -244,6 +247,36 @@ def test_fit_rejects_inconsistent_inputs(planted):
         ag.fit(model, fold.train, enc, lambda_mtl=0.5, progress=False)
     with pytest.raises(ValueError, match="paper ids"):
         ag.score(model, enc, papers=[data.n_papers], device="cpu")
+    with pytest.raises(ValueError, match=r"this model is untrained .*fit\(model, likes, texts"):
+        ag.score(model, enc, device="cpu")
+    for bad, message in [(dict(max_updates=0), "max_updates must be an integer >= 1, got 0"),
+                         (dict(lr=-1e-3), "lr must be a finite number > 0, got -0.001"),
+                         (dict(eval_every=0), "eval_every must be an integer >= 1"),
+                         (dict(batch_users=0), "batch_users must be an integer >= 1"),
+                         (dict(loss_fn=lambda *a: 0, step_fn=lambda *a: 0), "not both")]:
+        with pytest.raises(ValueError, match=message):
+            ag.fit(model, fold.train, enc, progress=False, **bad)
+    for make, message in [(lambda: ag.EmbedEncoder(1, 4), "n_words must be an integer >= 2, got 1"),
+                          (lambda: ag.GRUEncoder(10, 4, 0, 4), "hidden1 must be an integer >= 1, got 0"),
+                          (lambda: ag.GRUEncoder(10, 4, 3, 4, dropout=(0.1, 1.0, 0.1)),
+                           r"every dropout rate must be a number in \[0, 1\), got 1.0"),
+                          (lambda: ag.AskGRU(ag.EmbedEncoder(10, 4), 0, 5), "n_users must be an integer >= 1, got 0"),
+                          (lambda: ag.AskGRU(ag.EmbedEncoder(10, 4), 3, 5, n_tags=-1),
+                           "n_tags must be an integer >= 0, got -1")]:
+        with pytest.raises(ValueError, match=message):
+            make()
+    f = torch.zeros(4, 4)
+    with pytest.raises(ValueError, match=r"users \(3,\) and paper_idx \(4,\) must be \(B,\)"):
+        model.score_pairs(torch.zeros(3, dtype=torch.long), f, torch.zeros(4, dtype=torch.long))
+
+
+def test_a_diverging_fit_names_the_update_and_the_cause(planted):
+    data, vocab, enc, fold = planted
+    model = ag.AskGRU(ag.EmbedEncoder(len(vocab), 4, seed=0), data.n_users, data.n_papers)
+    with pytest.raises(TrainingDiverged, match=r"the loss became nan at evaluation period 1, step 1 \(loss\): "
+                                               r"lower lr \(now 0.001\)"):
+        ag.fit(model, fold.train, enc, batch_users=16, max_updates=3, progress=False, device="cpu",
+               loss_fn=lambda m, b, f: (f.sum() * float("nan")))
 
 
 def test_frequent_tags_keeps_tags_on_enough_papers():
@@ -338,6 +371,11 @@ def test_item_vectors_sorted_by_length_come_back_in_the_callers_order(planted):
     data, vocab, enc, fold = planted
     model = ag.AskGRU(ag.GRUEncoder(len(vocab), 6, 4, 4, seed=0), data.n_users, data.n_papers)
     papers = np.array([5, 149, 0, 77, 5, 31])
+    with pytest.raises(ValueError, match=r"this model is untrained .*fit\(model, likes, texts"):
+        ag.item_vectors(model, enc, papers, device="cpu")
+    with torch.no_grad():
+        model.warm[::2] = True  # as fit marks the papers with training likes
+        model.item_emb.normal_()
     together = ag.item_vectors(model, enc, papers, batch_size=4, device="cpu")
     alone = torch.cat([ag.item_vectors(model, enc, [p], device="cpu") for p in papers])
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
@@ -395,3 +433,77 @@ def test_bench_joins_folds_of_runs_with_the_same_settings_only(tmp_path):
     with pytest.raises(ValueError, match="run the other folds first"):
         bench._earlier_folds(args, tmp_path / "missing.json")
     assert bench.result_name(bench.parse_args(["--preset", "reduced", "--name", "askgru_x"])) == "askgru_x"
+
+
+# ------------------------------------------------------------------------------ your own code
+
+
+class PackedGRUEncoder(nn.Module):
+    """Notebook 04's Exercise 1 as a learner writes it: embeddings -> biGRU -> GRU with packed
+    sequences -> mean over the real words (the library's GRUEncoder runs the same equations by hand)."""
+
+    def __init__(self, n_words, emb_dim, hidden1, hidden2):
+        super().__init__()
+        self.embedding = nn.Embedding(n_words, emb_dim, padding_idx=0)
+        self.gru1 = nn.GRU(emb_dim, hidden1, batch_first=True, bidirectional=True)
+        self.gru2 = nn.GRU(2 * hidden1, hidden2, batch_first=True)
+        self.out_dim = hidden2
+
+    def forward(self, batch):
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        width, lengths = batch.ids.shape[1], batch.mask.sum(dim=1).long()
+        packed = pack_padded_sequence(self.embedding(batch.ids), lengths.cpu(), batch_first=True,
+                                      enforce_sorted=False)
+        h1, _ = pad_packed_sequence(self.gru1(packed)[0], batch_first=True, total_length=width)
+        packed = pack_padded_sequence(h1, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        h2, _ = pad_packed_sequence(self.gru2(packed)[0], batch_first=True, total_length=width)
+        return (h2 * batch.mask.unsqueeze(-1)).sum(dim=1) / lengths.unsqueeze(-1)
+
+
+def _losses_by_hand(model, batch, f, lambda_mtl=0.5):
+    """Notebook 04's Exercises 2 and 3 as a learner writes them, with the L2 term on the users."""
+    conf = 1.0 + 10.0 * torch.log1p(batch.n_likes / 1e-8)
+    pred = model.score_pairs(batch.users, f, batch.paper_idx)
+    c_r = (conf * (pred - batch.target) ** 2).mean() + 0.01 * model.user_emb[batch.users].pow(2).sum(-1).mean()
+    logits = model.tag_logits(f)
+    c_t = -(batch.tags * nn.functional.logsigmoid(logits)
+            + 0.01 * (1 - batch.tags) * nn.functional.logsigmoid(-logits)).sum(dim=1).mean()
+    return {"loss": lambda_mtl * c_r + (1 - lambda_mtl) * c_t, "loss_rec": c_r, "loss_tag": c_t}
+
+
+def test_your_encoder_and_your_losses_train_as_the_library_does(planted):
+    data, vocab, enc, fold = planted
+    runs = []
+    for own in (False, True):
+        lib_enc = ag.GRUEncoder(len(vocab), 6, 5, 4, dropout=(0.0, 0.0, 0.0), seed=1)
+        encoder = lib_enc
+        if own:
+            encoder = PackedGRUEncoder(len(vocab), 6, 5, 4)
+            encoder.load_state_dict(lib_enc.state_dict(), strict=False)  # the same starting weights
+        model = ag.AskGRU(encoder, data.n_users, data.n_papers, n_tags=data.n_tags, seed=1)
+        hist = ag.fit(model, fold.train, enc, tags=data.paper_tags, lambda_mtl=0.5, batch_users=32, max_updates=30,
+                      eval_every=10, lr=1e-2, seed=2, device="cpu", progress=False,
+                      loss_fn=_losses_by_hand if own else None)
+        runs.append((hist, ag.score(model, enc, users=[0, 1, 2], device="cpu")))
+    (lib, s_lib), (own, s_own) = runs
+    # packed nn.GRU and the library's loop are the same equations, rounded differently (float32)
+    for key in ("loss", "loss_rec", "loss_tag"):
+        np.testing.assert_allclose(getattr(own, key), getattr(lib, key), rtol=1e-4, err_msg=key)
+    assert own.update == lib.update == [10, 20, 30]
+    np.testing.assert_allclose(s_own, s_lib, rtol=1e-3, atol=1e-4)
+
+
+def test_a_step_fn_of_your_own_gets_the_pairs_of_the_loop(planted):
+    data, vocab, enc, fold = planted
+    seen = []
+
+    def count_pairs(batch: PairBatch):
+        seen.append(batch)
+        return float(len(batch.users))
+
+    model = ag.AskGRU(ag.EmbedEncoder(len(vocab), 4, seed=0), data.n_users, data.n_papers)
+    hist = ag.fit(model, fold.train, enc, batch_users=16, max_updates=4, eval_every=2, step_fn=count_pairs,
+                  device="cpu", progress=False)
+    assert hist.loss == [32.0, 32.0] and len(seen) == 4 and hist.loss_rec == []
+    assert all(isinstance(b.users, np.ndarray) and b.target.tolist() == [1.0] * 16 + [0.0] * 16 for b in seen)

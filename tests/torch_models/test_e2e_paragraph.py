@@ -92,10 +92,24 @@ def test_aux_loss_is_lambda_times_p2v_and_samples_words_of_the_paper():
     assert enc_a.aux_loss(batch).item() == pytest.approx(3.0 * enc_b.aux_loss(batch).item(), rel=1e-6)
     off = EndToEndParagraphVectors(20, counts, dim=6, lambda_p2v=0.0)
     assert float(off.aux_loss(batch)) == 0.0
-    with pytest.raises(ValueError, match="lambda_p2v >= 0"):
+    with pytest.raises(ValueError, match="lambda_p2v must be a finite number >= 0"):
         EndToEndParagraphVectors(20, counts, lambda_p2v=-1.0)
     with pytest.raises(ValueError, match=r"init_vectors has shape \(20, 5\), expected \(20, 6\)"):
         EndToEndParagraphVectors(20, counts, dim=6, init_vectors=np.zeros((20, 5)))
+    for bad, message in [(dict(n_papers=0), "n_papers must be an integer >= 1, got 0"),
+                         (dict(dim=0), "dim must be an integer >= 1, got 0"),
+                         (dict(negative=0), "negative must be an integer >= 1"),
+                         (dict(infer_steps=0), "infer_steps must be an integer >= 1"),
+                         (dict(infer_lr=0.0), "infer_lr must be a finite number > 0"),
+                         (dict(ns_exponent=-1.0), "ns_exponent must be a finite number >= 0")]:
+        with pytest.raises(ValueError, match=message):
+            EndToEndParagraphVectors(**{"n_papers": 20, "word_counts": counts, **bad})
+    # the unweighted term a joint loss of your own weighs: aux_loss is lambda_p2v times it
+    term, weighted = (EndToEndParagraphVectors(20, counts, dim=6, lambda_p2v=3.0, seed=1) for _ in range(2))
+    for e in (term, weighted):
+        with torch.no_grad():
+            e.word_out.weight.copy_(enc_a.word_out.weight)
+    assert term.p2v_term(batch).item() == pytest.approx(weighted.aux_loss(batch).item() / 3.0, rel=1e-6)
 
 
 def test_word_sampling_has_the_distributions_of_the_shared_numpy_sampler():

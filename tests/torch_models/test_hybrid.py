@@ -11,13 +11,17 @@ from course_lib.torch_models.hybrid import (
     PaperTexts,
     bpr_loss,
     compute_loss,
+    hybrid_loss,
     listwise_loss,
+    make_train_step,
     positive_pairs,
+    sample_loss_inputs,
     sample_negative_users,
     train_hybrid,
     weighted_mse_loss,
 )
 from course_lib.torch_models.utils import TextBatch, torch_generator
+from course_lib.validation import TrainingDiverged
 
 
 class MeanWords(nn.Module):
@@ -141,13 +145,35 @@ def test_sampled_wmse_uses_exactly_the_sampled_negatives():
     s = torch.tensor(rng.normal(size=(3, 10)))
     t = torch.tensor((rng.random((3, 10)) < 0.2).astype(float))
     t[:, 0] = 1
-    got = compute_loss("wmse", s, t, alpha=7.0, n_sample=3, generator=torch_generator(9))
+    inputs = sample_loss_inputs("wmse", t, 3, torch_generator(9))
+    got = compute_loss("wmse", s, inputs, alpha=7.0)
     neg = sample_negative_users(t, torch.arange(3), 3, torch_generator(9))
     mask = torch.zeros_like(t).scatter_(1, neg, 1.0)
+    assert torch.equal(inputs["neg_mask"], mask)
     assert float(got) == pytest.approx(float(weighted_mse_loss(s, t, 7.0, neg_mask=mask)), rel=1e-12)
     assert float(got) < float(weighted_mse_loss(s, t, 7.0))  # fewer negatives, smaller sum
+    every = sample_loss_inputs("wmse", t)  # no sampling: every non-liker counts
+    assert every["neg_mask"] is None
+    assert float(compute_loss("wmse", s, every, alpha=7.0)) == pytest.approx(float(weighted_mse_loss(s, t, 7.0)))
+    ranked = sample_loss_inputs("bpr", t, 4, torch_generator(1))
+    assert ranked["neg"].shape == (int(t.sum()), 4) and torch.equal(ranked["targets"], t)
     with pytest.raises(ValueError, match="loss must be one of"):
-        compute_loss("hinge", s, t)
+        compute_loss("hinge", s, inputs)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        sample_loss_inputs("hinge", t)
+
+
+def test_losses_refuse_wrong_shapes_in_words():
+    s, t = torch.zeros(3, 5), torch.zeros(3, 4)
+    with pytest.raises(ValueError, match=r"scores \(3, 5\) and targets \(3, 4\) must have the same shape"):
+        weighted_mse_loss(s, t, 5.0)
+    with pytest.raises(ValueError, match="scores and targets must be torch tensors"):
+        weighted_mse_loss(s.numpy(), t, 5.0)
+    rows, pos = torch.tensor([0, 1]), torch.tensor([2, 3])
+    with pytest.raises(ValueError, match=r"neg \(3, 4\) \(P, n_sample\): one row of negatives per like"):
+        bpr_loss(s, rows, pos, torch.zeros(3, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"scores must be \(B, n_users\)"):
+        listwise_loss(torch.zeros(5), rows, pos, torch.zeros(2, 4, dtype=torch.long))
 
 
 # ------------------------------------------------------------------------------------ model
@@ -192,7 +218,7 @@ def test_dropout_rates_are_separate_and_off_in_eval():
         assert not torch.equal(m(b), m(b)), rate
         m.eval()
         assert torch.equal(m(b), m(b)), rate
-    with pytest.raises(ValueError, match="dropout_item must be in"):
+    with pytest.raises(ValueError, match=r"dropout_item must be a number in \[0, 1\)"):
         HybridRecommender(30, 40, item_dim=6, dropout_item=1.0)
     with pytest.raises(ValueError, match="merge must be one of"):
         HybridRecommender(30, 40, item_dim=6, merge="product")
@@ -201,6 +227,25 @@ def test_dropout_rates_are_separate_and_off_in_eval():
 def test_bad_inputs_give_clear_errors(tmp_path):
     ids, mask, vocab, train, test, cold = planted(n_users=30, n_papers=40)
     m = HybridRecommender(30, 40, MeanWords(vocab), item_dim=6)
+    with pytest.raises(ValueError, match=r"this model is untrained .*train_hybrid\(model, texts, train_likes"):
+        m.score_papers([0, 1], PaperTexts(ids, mask, "cpu"))
+    m.set_known_papers(np.ones(40, bool))
+    with pytest.raises(ValueError, match="the model reads a TextBatch"):
+        m(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"n_sample must be an integer in \[1, 30\], got 1000000"):
+        train_hybrid(m, PaperTexts(ids, mask, "cpu"), train, loss="bpr", n_sample=10**6, progress=False)
+    for bad, message in [(dict(epochs=0), "epochs must be an integer >= 1, got 0"),
+                         (dict(lr=-1.0), "lr must be a finite number > 0, got -1.0"),
+                         (dict(batch_size=0), "batch_size must be an integer >= 1, got 0"),
+                         (dict(loss_fn=lambda *a: 0, step_fn=lambda *a: 0), "not both"),
+                         (dict(step_fn="mine"), "step_fn must be a function")]:
+        with pytest.raises(ValueError, match=message):
+            train_hybrid(m, PaperTexts(ids, mask, "cpu"), train, progress=False, **bad)
+    for bad, message in [(dict(item_dim=0), "item_dim must be an integer >= 1"),
+                         (dict(hidden=(0,)), "every size in hidden must be an integer >= 1"),
+                         (dict(init_std=-1.0), "init_std must be a finite number > 0")]:
+        with pytest.raises(ValueError, match=message):
+            HybridRecommender(30, 40, **bad)
     with pytest.raises(ValueError, match=r"paper ids must be in \[0, 40\), got 40"):
         m.score_papers([0, 40], PaperTexts(ids, mask, "cpu"))
     with pytest.raises(ValueError, match="train_likes has shape"):
@@ -223,7 +268,8 @@ def test_bad_inputs_give_clear_errors(tmp_path):
             return super().forward(batch) * float("nan")
 
     m = HybridRecommender(30, 40, NaNEncoder(vocab), item_dim=6)
-    with pytest.raises(ValueError, match="loss became nan at epoch 1, batch 1"):
+    with pytest.raises(TrainingDiverged, match=r"the loss became nan at epoch 1, step 1 \(loss\): lower lr "
+                                               r"\(now 0.1\) or alpha \(now 50.0\)"):
         train_hybrid(m, PaperTexts(ids, mask, "cpu"), train, epochs=1, progress=False)
     m.save(tmp_path / "m.pt")
     with pytest.raises(ValueError, match="pass encoder="):
@@ -274,3 +320,90 @@ def test_same_seed_same_history_and_save_load_roundtrip(tmp_path):
     loaded = HybridRecommender.load(tmp_path / "m.pt", encoder=MeanWords(vocab, seed=99), device="cpu")
     np.testing.assert_array_equal(loaded.score_papers(cold, texts), runs[1][1])
     assert loaded.item_known.sum() == m.item_known.sum() == (np.asarray(train.sum(0)).ravel() > 0).sum()
+
+
+# ------------------------------------------------------------------------------------ your own code
+
+
+def _joint_loss_by_hand(model, batch, scores, inputs):
+    """A learner's loss_fn, written from the formulas: listwise on the sampled users + the encoder's term."""
+    s_pos = scores[inputs["rows"], inputs["pos"]].unsqueeze(1)  # (P, 1)
+    s_neg = scores[inputs["rows"].unsqueeze(1), inputs["neg"]]  # (P, N_S)
+    rec = -torch.log_softmax(torch.cat([s_pos, s_neg], dim=1), dim=1)[:, 0].mean()
+    aux = model.aux_loss(batch)
+    return {"loss": rec + aux, "rec_loss": rec, "aux_loss": aux}
+
+
+def test_a_loss_fn_of_your_own_trains_exactly_as_the_library_does():
+    from course_lib.torch_models.e2e_paragraph import EndToEndParagraphVectors
+
+    ids, mask, vocab, train, test, cold = planted(n_users=60, n_papers=80)
+    texts = PaperTexts(ids, mask, "cpu")
+    runs = []
+    for loss_fn in (None, _joint_loss_by_hand):
+        enc = EndToEndParagraphVectors(80, np.ones(vocab), dim=6, lambda_p2v=0.5, n_words=5, infer_steps=5, seed=2)
+        m = HybridRecommender(60, 80, enc, item_dim=6, dropout_item=0.2, seed=2)
+        h = train_hybrid(m, texts, train, test, loss="listwise", n_sample=5, epochs=3, seed=4, progress=False,
+                         loss_fn=loss_fn)
+        runs.append((h, m.score_papers(cold, texts)))
+    (lib, s_lib), (own, s_own) = runs
+    for key in ("loss", "rec_loss", "aux_loss", "valid_Recall@50"):
+        assert own[key] == lib[key], key  # same seed: the same draws, the same numbers
+    np.testing.assert_array_equal(s_own, s_lib)
+    assert all(a > 0 for a in own["aux_loss"])  # the paragraph-vector term was part of every step
+
+
+def test_a_step_fn_of_your_own_trains_exactly_as_the_library_does():
+    ids, mask, vocab, train, test, cold = planted(n_users=60, n_papers=80)
+    texts = PaperTexts(ids, mask, "cpu")
+    runs = []
+    for own in (False, True):
+        m = HybridRecommender(60, 80, MeanWords(vocab, seed=1), item_dim=6, dropout_content=0.3, seed=1)
+        step_fn = None
+        if own:  # the five lines of notebook 01's training step, with the weighted MSE written out
+            optimizer = torch.optim.Adagrad(m.parameters(), lr=0.1)
+
+            def step_fn(batch, targets):
+                m.train()
+                optimizer.zero_grad()
+                weights = 1.0 + (50.0 - 1.0) * targets
+                loss = (weights * (targets - m(batch)) ** 2).sum(dim=1).mean()
+                loss.backward()
+                optimizer.step()
+                return loss.item()
+
+        h = train_hybrid(m, texts, train, test, loss="wmse", alpha=50.0, lr=0.1, epochs=3, seed=4, progress=False,
+                         step_fn=step_fn)
+        runs.append((h, m.score_papers(cold, texts)))
+    (lib, s_lib), (own, s_own) = runs
+    np.testing.assert_allclose(own["loss"], lib["loss"], rtol=1e-5)  # (1 + (a-1) t) err^2: another rounding
+    np.testing.assert_allclose(own["valid_Recall@50"], lib["valid_Recall@50"], atol=1e-9)
+    np.testing.assert_allclose(s_own, s_lib, rtol=1e-4, atol=1e-5)
+    assert "rec_loss" not in own  # a step that returns a number records it as the loss
+
+
+def test_hybrid_loss_is_the_recommendation_loss_plus_the_encoders_term():
+    ids, mask, vocab, train, test, cold = planted(n_users=30, n_papers=40)
+    m = HybridRecommender(30, 40, MeanWords(vocab), item_dim=6)
+    batch = _batch(ids, mask, [0, 1, 2])
+    targets = torch.zeros(3, 30)
+    targets[:, 0] = 1
+    inputs = sample_loss_inputs("wmse", targets)
+    terms = hybrid_loss(m, batch, m(batch), inputs, loss="wmse", alpha=5.0)
+    assert float(terms["aux_loss"]) == 0.0  # MeanWords has no auxiliary loss
+    assert terms["loss"].item() == pytest.approx(weighted_mse_loss(m(batch), targets, 5.0).item(), rel=1e-6)
+    step = make_train_step(m, loss="wmse", alpha=5.0, lr=0.1)
+    first = step(batch, targets)
+    assert set(first) == {"loss", "rec_loss", "aux_loss"} and step(batch, targets)["loss"] < first["loss"]
+
+
+def test_scoring_more_than_memory_holds_fails_fast_with_the_numbers(monkeypatch):
+    from course_lib import validation
+
+    ids, mask, vocab, train, test, cold = planted(n_users=30, n_papers=40)
+    m = HybridRecommender(30, 40, MeanWords(vocab), item_dim=6)
+    m.set_known_papers(np.ones(40, bool))
+    monkeypatch.setattr(validation, "available_memory", lambda: 1000)  # 1 kB free
+    with pytest.raises(validation.AllocationTooLarge, match=r"the \(40, 30\) score matrix would need 0.0 MB but "
+                                                            r"only 0.0 MB .*score fewer papers at a time"):
+        m.score_papers(np.arange(40), PaperTexts(ids, mask, "cpu"))
