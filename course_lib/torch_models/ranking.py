@@ -39,6 +39,11 @@ def rank_of_targets(scores: torch.Tensor, targets, ties: str = "average") -> np.
         # numpy's comparisons and counts are several times faster than torch's on the CPU, and
         # .numpy() shares the memory
         return metrics.rank_of_targets(scores.float().numpy(), t.numpy(), ties)
+    return _rank_on_device(scores, t, ties)
+
+
+def _rank_on_device(scores: torch.Tensor, t: torch.Tensor, ties: str) -> np.ndarray:
+    """The counts with torch operations where the scores are (the GPU path; tests run it on the CPU)."""
     target_scores = scores.gather(1, t.view(-1, 1))  # (n, 1)
     if bool(torch.isnan(target_scores).any()):
         raise ValueError("scores contain NaN; NaN cannot be ranked: check the model for a diverged loss")

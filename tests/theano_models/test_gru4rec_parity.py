@@ -73,7 +73,7 @@ def trained_pair(request, sessions):
     kw = dict(layers=[16], batch_size=32, n_epochs=1, learning_rate=0.05, seed=0, **CONFIGS[request.param])
     n_items = pg.GRU4Rec.prepare(sessions.train)[0]["ItemId"].nunique()
     init = pg.GRU4Rec(device="cpu", **kw)
-    init._init_weights(n_items)  # the weights fit() starts from for this seed
+    init.init_weights(n_items)  # the weights fit() starts from for this seed
     torch_model = pg.GRU4Rec(device="cpu", **kw).fit(sessions.train, progress=False)
     theano_model = tg.GRU4Rec(dtype="float32", **kw).fit(sessions.train, progress=False, init_weights=init.W)
     res = [evaluate_sessions(m, sessions.test, cutoffs=(20,)) for m in (torch_model, theano_model)]
@@ -119,11 +119,11 @@ def test_hidden_dropout_and_the_carried_state(state):
     from course_lib.theano_models.compat import RandomStream
 
     m = tg.GRU4Rec(layers=[50], dropout_p_hidden=0.5, dropout_state=state, embedding=8, dtype="float64")
-    m._init_weights(20)
+    m.init_weights(20)
     gi0, h0 = T.matrix("gi0", dtype="float64"), T.matrix("h0", dtype="float64")
     stream = RandomStream(0)
-    out, (h_new,) = m._layers(gi0, [h0], True, stream)
-    _, (h_clean,) = m._layers(gi0, [h0], False, stream)
+    out, (h_new,) = m.hidden_layers(gi0, [h0], True, stream)
+    _, (h_clean,) = m.hidden_layers(gi0, [h0], False, stream)
     f = function([gi0, h0], [out, h_new, h_clean], updates=stream.pop_updates())
     rng = np.random.default_rng(0)
     out_v, h_v, clean = f(rng.normal(size=(4, 150)), rng.normal(size=(4, 50)) * 0.1)
@@ -131,5 +131,5 @@ def test_hidden_dropout_and_the_carried_state(state):
     assert 0.3 < dropped.mean() < 0.7  # about half the units dropped
     np.testing.assert_allclose(out_v[~dropped], 2 * clean[~dropped])  # the rest scaled by 1 / (1 - p)
     np.testing.assert_array_equal(h_v, out_v if state == "dropped" else clean)
-    with pytest.raises(ValueError, match="dropout_state must be 'kept' or 'dropped'"):
+    with pytest.raises(ValueError, match="dropout_state must be one of 'kept', 'dropped'"):
         tg.GRU4Rec(dropout_state="sometimes")
