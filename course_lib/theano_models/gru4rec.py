@@ -250,6 +250,13 @@ class GRU4Rec:
             return "Wy"
         return "E" if self.embedding else "Wx0"
 
+    def rows_used(self, x, cols) -> dict:
+        """The rows of each item-indexed weight that a step with inputs ``x`` and output columns
+        ``cols`` uses (repeats allowed)."""
+        if self.constrained_embedding:
+            return {"Wy": np.concatenate([cols, x])}
+        return {"Wy": cols, self.input_table: x}
+
     # --- the forward step (symbolic) ------------------------------------------------------------------
     def gru_cell(self, k: int, gi, h):
         """One GRU step of layer ``k`` (paper eqs. 2-5); ``gi`` (B, 3h) is ``W x + b`` of the three gates."""

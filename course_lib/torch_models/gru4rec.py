@@ -334,6 +334,13 @@ class GRU4Rec(nn.Module):
             return "Wy"
         return "E" if self.embedding else "Wx0"
 
+    def rows_used(self, x, cols) -> dict:
+        """The rows of each item-indexed weight that a step with inputs ``x`` and output columns
+        ``cols`` uses (repeats allowed): what ``RowOptimizer.step`` updates."""
+        if self.constrained_embedding:
+            return {"Wy": torch.cat([cols, x])}
+        return {"Wy": cols, self.input_table: x}
+
     # --- the forward step ------------------------------------------------------------------------
     def _dropout(self, x: torch.Tensor, p: float, rows_only: bool = False) -> torch.Tensor:
         if p <= 0:
@@ -486,8 +493,8 @@ class RowOptimizer:
 
     Two ways to use it: :func:`train_step` calls :meth:`tick` and then :meth:`update` per weight
     with the gradient of the rows it gathered; a hand-written step calls ``loss.backward()`` and
-    then :meth:`step` with the rows it used (``{"Wy": cols, model.input_table: x}``), which does
-    the same from the ``.grad`` of ``model.W``.
+    then :meth:`step` with the rows it used (``model.rows_used(x, cols)``), which does the same
+    from the ``.grad`` of ``model.W``.
     """
 
     def __init__(self, params: dict[str, torch.Tensor], method: str = "adagrad", lr: float = 0.05,
@@ -576,7 +583,8 @@ def train_step(model: GRU4Rec, batch: Batch, hidden: list[torch.Tensor], optimiz
 
     For speed, the rows of the item matrices that the step uses are gathered once as new leaves,
     so the gradient and the update touch only those rows (the authors' sparse updates); the numbers
-    are those of the plain version (full tables, ``loss.backward()``, ``optimizer.step(rows)``).
+    are those of the plain version (full tables, ``loss.backward()``, ``optimizer.step(rows)``) shown
+    in :func:`train_gru4rec`.
     """
     W, B = model.W, len(batch.x)
     if batch.reset is not None:
@@ -668,7 +676,7 @@ def train_gru4rec(model: GRU4Rec, train: pd.DataFrame, valid: pd.DataFrame | Non
             out, new_hidden = model(batch.x, hidden)            # (B, h_last), dropout on
             loss = model.loss_function(model.score_items(out, cols), batch.log_q)
             (loss * batch.weight).backward()
-            optimizer.step({"Wy": cols, model.input_table: batch.x})
+            optimizer.step(model.rows_used(batch.x, cols))  # RowOptimizer: only the rows used
             return loss, new_hidden
 
     A NaN or infinite loss stops training with :class:`course_lib.validation.TrainingDiverged`
