@@ -64,8 +64,10 @@ __all__ = ["LOSSES", "Batch", "cross_entropy_loss", "bpr_loss", "top1_loss", "bp
 # ---------------------------------------------------------------------------------------------
 def _check_scores(scores, log_q=None) -> None:
     """Scores must be (B, C) with C >= B (the targets first); log_q (C,)."""
-    if not isinstance(scores, torch.Tensor) or scores.ndim != 2 or scores.shape[1] < scores.shape[0]:
-        shape = tuple(scores.shape) if hasattr(scores, "shape") else type(scores).__name__
+    if not isinstance(scores, torch.Tensor):
+        raise ValueError(f"scores must be a torch tensor (B, B + n_sample), got {type(scores).__name__}")
+    if scores.ndim != 2 or scores.shape[1] < scores.shape[0]:
+        shape = tuple(scores.shape)
         raise ValueError("scores must be a (B, B + n_sample) tensor: row i scores the B targets of the "
                          f"mini-batch (its own on the diagonal) and then the extra samples; got {shape}")
     if log_q is not None and tuple(log_q.shape) != (scores.shape[1],):
@@ -469,7 +471,7 @@ class GRU4Rec(nn.Module):
         """A model saved by :meth:`save` (files of earlier course versions load too)."""
         try:
             blob = torch.load(path, weights_only=False, map_location="cpu")
-        except (OSError, RuntimeError, EOFError, ValueError) as exc:
+        except Exception as exc:  # torch.load raises many kinds (pickle, zip, OS) on a file that is not one
             raise ValueError(f"{path} is not a saved GRU4Rec ({type(exc).__name__}: {exc}); save one with "
                              "model.save(path)") from None
         if not isinstance(blob, dict) or not {"params", "item_ids", "weights"} <= set(blob):

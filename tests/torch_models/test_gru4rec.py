@@ -307,3 +307,53 @@ def test_logq_counts_only_shifts_the_sampled_columns(planted):
     assert same[0] == pytest.approx(same[1], rel=1e-5)
     diff = [_fit(planted.train, **kw, sample_alpha=0.5, logq_counts=c).history[0]["loss"] for c in (False, True)]
     assert abs(diff[0] - diff[1]) > 1e-3
+
+
+# ------------------------------------------------------------------ bad input in the course's words (issue 12)
+def test_integer_train_ids_and_string_test_ids_are_named(planted):
+    m = _fit(planted.train, n_epochs=1)
+    test = planted.test.assign(ItemId=planted.test["ItemId"].astype(str))
+    with pytest.raises(ValueError, match="the training ids are numbers but the test ids are strings"):
+        evaluate_sessions(m, test)
+
+
+def test_evaluating_an_untrained_gru4rec_says_so(planted):
+    with pytest.raises(ValueError, match="GRU4Rec is not trained yet"):
+        evaluate_sessions(GRU4Rec(), planted.test)
+
+
+@pytest.mark.parametrize("fn", [g.cross_entropy_loss, g.bpr_loss, g.top1_loss, g.bpr_max_loss, g.top1_max_loss])
+def test_losses_refuse_wrong_shapes_in_words(fn):
+    with pytest.raises(ValueError, match=r"scores must be a \(B, B \+ n_sample\) tensor.*got \(5,\)"):
+        fn(torch.zeros(5))
+    with pytest.raises(ValueError, match=r"got \(4, 3\)"):  # fewer columns than targets
+        fn(torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="must be a torch tensor .* got ndarray"):
+        fn(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"log_q must have one entry per score column, shape \(5,\); got \(4,\)"):
+        g.cross_entropy_loss(torch.zeros(3, 5), torch.zeros(4), 1.0)
+
+
+def test_score_matrix_memory_guard_in_evaluation(planted, monkeypatch):
+    from course_lib import validation
+    from course_lib.validation import AllocationTooLarge
+
+    m = _fit(planted.train, n_epochs=1)
+    monkeypatch.setattr(validation, "available_memory", lambda: 1000)
+    with pytest.raises(AllocationTooLarge, match=r"the \(\d+, 40\) score matrix of a step .* lower batch_size"):
+        evaluate_sessions(m, planted.test)
+
+
+def test_save_load_of_a_file_that_is_not_a_model(tmp_path):
+    bad = tmp_path / "x.pt"
+    bad.write_text("hello")
+    with pytest.raises(ValueError, match="is not a saved GRU4Rec"):
+        GRU4Rec.load(bad)
+    torch.save({"a": 1}, tmp_path / "y.pt")
+    with pytest.raises(ValueError, match="not a GRU4Rec saved by course_lib"):
+        GRU4Rec.load(tmp_path / "y.pt")
+
+
+def test_layersize_embedding_trains(planted):
+    m = _fit(planted.train, n_epochs=1, embedding="layersize")
+    assert m.embedding == 24 and tuple(m.W["E"].shape) == (len(m.item_ids), 24)
