@@ -250,9 +250,12 @@ def evaluate_sessions(
     Each of ``n_slots = min(batch_size, n_sessions)`` slots follows one session; at each step every
     active slot feeds its current item and the next item is ranked (``ties`` as in
     ``rank_of_targets``). When a session ends, the next waiting session takes its slot and only
-    that slot is reset. Once no session is waiting, finished slots keep running on item 0 and their
-    outputs are ignored (the protocol has no way to shrink a batch while keeping the other states).
-    Every test event with a next item is scored, the last sessions too.
+    that slot is reset. Once no session is waiting, finished slots leave the batch: a model with
+    ``keep_slots(mask)`` keeps only the states of the slots still busy (every course model has
+    it), so the last steps cost what their few sessions cost; without it, finished slots keep
+    running on item 0 and their outputs are ignored. Every test event with a next item is scored,
+    the last sessions too (the official GRU4Rec evaluation stops when one session is left, for
+    models trained without extra samples).
 
     Events whose item is not in ``model.item_ids`` are dropped (``unknown_items="drop"``, counted in
     ``n_unknown_dropped``) or reported (``"raise"``); sessions left with fewer than 2 events are
@@ -272,6 +275,7 @@ def evaluate_sessions(
     check_memory(4.0 * 3 * n_slots * n_items, f"the ({n_slots}, {n_items}) score matrix of a step",
                  "lower batch_size")
     rank_next = getattr(model, "rank_next", None)
+    keep_slots = getattr(model, "keep_slots", None)
 
     t0 = time.perf_counter()
     model.reset(n_slots)
@@ -318,6 +322,12 @@ def evaluate_sessions(
                 mask = np.zeros(n_slots, dtype=bool)
                 mask[refill] = True
                 model.reset_slots(mask)
+            if keep_slots is not None and n_active < n_slots and n_active:
+                # no session is waiting: shrink the batch to the busy slots, in their order
+                keep_slots(active.copy())
+                slot_pos, slot_end = slot_pos[active], slot_end[active]
+                active = np.ones(n_active, dtype=bool)
+                n_slots = n_active
 
     ranks = np.concatenate(rank_chunks)
     seconds = time.perf_counter() - t0

@@ -63,6 +63,10 @@ class _SessionScorer:
     def reset_slots(self, mask) -> None:
         pass
 
+    def keep_slots(self, mask) -> None:
+        """Keep only the slots where ``mask`` is True (the evaluation drops finished slots)."""
+        self.n_slots = int(np.count_nonzero(mask))
+
 
 class Pop(_SessionScorer):
     """POP: always the most popular training items (paper, Section 4.1)."""
@@ -91,6 +95,10 @@ class SPop(Pop):
 
     def reset_slots(self, mask) -> None:
         self.counts[np.asarray(mask, dtype=bool)] = 0.0
+
+    def keep_slots(self, mask) -> None:
+        super().keep_slots(mask)
+        self.counts = self.counts[np.asarray(mask, dtype=bool)]
 
     def score_next(self, item_idx) -> np.ndarray:
         idx = self._check(item_idx)
@@ -216,6 +224,11 @@ class BPRMF(_SessionScorer):
         mask = np.asarray(mask, dtype=bool)
         self._sum[mask] = 0.0
         self._n[mask] = 0.0
+
+    def keep_slots(self, mask) -> None:
+        super().keep_slots(mask)
+        mask = np.asarray(mask, dtype=bool)
+        self._sum, self._n = self._sum[mask], self._n[mask]
 
     def score_next(self, item_idx) -> np.ndarray:
         idx = self._check(item_idx)

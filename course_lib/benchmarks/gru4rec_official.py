@@ -144,10 +144,22 @@ class OfficialScorer:
         m = torch.as_tensor(np.asarray(mask, dtype=bool)).unsqueeze(1)
         self._H = [h.masked_fill(m, 0.0) for h in self._H]
 
+    def keep_slots(self, mask) -> None:
+        m = torch.as_tensor(np.asarray(mask, dtype=bool))
+        self._H = [h[m] for h in self._H]
+
     @torch.no_grad()
-    def score_next(self, item_idx) -> torch.Tensor:
+    def _scores(self, item_idx) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(item_idx, dtype=np.int64))
         return self.gru.model.forward(x, self._H, None, training=False)  # updates self._H in place
+
+    def score_next(self, item_idx) -> np.ndarray:
+        return self._scores(item_idx).numpy()
+
+    def rank_next(self, item_idx, targets, ties: str = "average") -> np.ndarray:
+        from course_lib.torch_models.ranking import rank_of_targets
+
+        return rank_of_targets(self._scores(item_idx), targets, ties)
 
 
 _EPOCH_LINE = re.compile(r"Epoch(\d+) --> loss: ([0-9.naeif+-]+).*\[([0-9.]+) mb/s \| ([0-9.]+) e/s\]")

@@ -339,6 +339,11 @@ class GRU4Rec:
         m = np.asarray(mask, dtype=bool)[:, None]
         self._H = [np.where(m, 0.0, h).astype(self.dtype) for h in self._H]
 
+    def keep_slots(self, mask) -> None:
+        """Keep only the slots where ``mask`` is True, in order (finished slots leave the batch)."""
+        m = np.asarray(mask, dtype=bool)
+        self._H = [h[m] for h in self._H]
+
     def score_next(self, item_idx) -> np.ndarray:
         """Scores ``(n_slots, n_items)`` of every training item as the next click of each slot."""
         idx = check_slot_items(item_idx, self._H, self.item_ids)

@@ -438,6 +438,11 @@ class GRU4Rec(nn.Module):
         m = torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device).unsqueeze(1)
         self._H = [h.masked_fill(m, 0.0) for h in self._H]
 
+    def keep_slots(self, mask) -> None:
+        """Keep only the slots where ``mask`` is True, in order (finished slots leave the batch)."""
+        m = torch.as_tensor(np.flatnonzero(np.asarray(mask, dtype=bool)), device=self.device)
+        self._H = [h.index_select(0, m) for h in self._H]
+
     @torch.no_grad()
     def score_next(self, item_idx) -> np.ndarray:
         """Scores (n_slots, n_items) of every training item as the next click of each slot (numpy)."""
