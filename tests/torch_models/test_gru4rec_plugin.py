@@ -33,6 +33,9 @@ def tiny():
     dict(loss="bpr-max", final_act="elu-0.5", n_sample=32, momentum=0.3),
     dict(loss="cross-entropy", constrained_embedding=True, n_sample=32, logq=1.0, dropout_p_hidden=0.2, momentum=0.2),
     dict(loss="top1", embedding=8, dropout_p_embed=0.1, n_sample=0, optimizer="adam", learning_rate=0.01),
+    # most rows of Wy used every step: the library updates them with a mask instead of gathers
+    dict(loss="bpr-max", final_act="elu-0.5", n_sample=1024, sample_alpha=0.0, momentum=0.3),
+    dict(loss="cross-entropy", constrained_embedding=True, n_sample=1024, optimizer="adam", learning_rate=0.01),
 ])
 def test_a_hand_written_step_gives_the_library_numbers(tiny, kw):
     kw = dict(layers=[16], batch_size=32, n_epochs=1, seed=0, device="cpu", **kw)
