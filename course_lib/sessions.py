@@ -174,6 +174,53 @@ def prepare_sessions(df: pd.DataFrame, what: str = "train") -> tuple[pd.DataFram
     return df, report
 
 
+def read_sessions(path, session_col: str = "SessionId", item_col: str = "ItemId", time_col: str | None = "Time",
+                  sep: str | None = None) -> pd.DataFrame:
+    """Read any CSV/TSV of clicks into the course's session frame (``SessionId``, ``ItemId``, ``Time``).
+
+    ``session_col``, ``item_col`` and ``time_col`` name the file's columns (``time_col=None``: the
+    file's order is the time order). ``sep`` is the separator (None: tab for ``.tsv``/``.txt``
+    files whose first line has a tab, else a comma). Ids are kept as read (numbers or strings);
+    times are numbers or anything ``pandas.to_datetime`` reads (then Unix seconds). Events are
+    sorted by session, then time (stable). Every problem is a ``ValueError`` naming the file.
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist: give the path of a CSV or TSV file of clicks")
+    if sep is None:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            first = fh.readline()
+        sep = "\t" if "\t" in first else ","
+    try:
+        df = pd.read_csv(path, sep=sep)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} cannot be read as a table ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                         "check the file and --sep") from None
+    wanted = {"session": session_col, "item": item_col} | ({"time": time_col} if time_col else {})
+    missing = [f"{col!r} (the {what} column)" for what, col in wanted.items() if col not in df.columns]
+    if missing:
+        raise ValueError(f"{path} has no column {', '.join(missing)}; its columns are {list(df.columns)}: "
+                         "name yours with session_col / item_col / time_col (--session-col, --item-col, --time-col)")
+    out = pd.DataFrame({"SessionId": df[session_col].to_numpy(), "ItemId": df[item_col].to_numpy()})
+    if time_col is None:
+        out["Time"] = np.arange(len(df), dtype=np.float64)
+    else:
+        t = df[time_col]
+        if not pd.api.types.is_numeric_dtype(t):
+            parsed = pd.to_datetime(t, errors="coerce", utc=True)
+            if parsed.isna().any():
+                bad = t[parsed.isna()].iloc[0]
+                raise ValueError(f"{path}: the time column {time_col!r} has a value that is neither a number nor a "
+                                 f"date ({bad!r}); fix it, or pass time_col=None to use the file order")
+            t = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+        out["Time"] = t.to_numpy(dtype=np.float64)
+    if out.isna().any().any():
+        raise ValueError(f"{path} has empty cells in the session, item or time column: drop those rows first")
+    return out.sort_values(["SessionId", "Time"], kind="stable").reset_index(drop=True)
+
+
 def training_arrays(train: pd.DataFrame):
     """Turn a training frame into what both tracks train on: ``(report, item_ids, item_idx,
     offsets, popularity)``. Items are the distinct ``ItemId`` (column ``j`` = ``item_ids[j]``);
