@@ -84,7 +84,7 @@ def test_one_epoch_gives_the_same_weights_and_loss(trained_pair):
     torch_model, theano_model, _ = trained_pair
     assert sorted(torch_model.W) == sorted(theano_model.W.shared)
     for name, ref in torch_model.W.items():
-        ref = ref.numpy()
+        ref = ref.detach().numpy()
         ours = theano_model.W[name].get_value()
         # ~330 float32 Adagrad steps: rounding differences stay far below the weights' scale
         assert np.abs(ours - ref).max() <= 1e-3 * max(np.abs(ref).max(), 1e-3), name
