@@ -266,13 +266,7 @@ class GRU4Rec(nn.Module):
     @property
     def params(self) -> dict:
         """The constructor arguments (without ``device``), as saved with the model."""
-        return dict(layers=list(self.layers), loss=self.loss, final_act=self.final_act, n_sample=self.n_sample,
-                    sample_alpha=self.sample_alpha, logq=self.logq, bpreg=self.bpreg, embedding=self.embedding,
-                    constrained_embedding=self.constrained_embedding, dropout_p_embed=self.dropout_p_embed,
-                    dropout_p_hidden=self.dropout_p_hidden, optimizer=self.optimizer,
-                    learning_rate=self.learning_rate, momentum=self.momentum, batch_size=self.batch_size,
-                    n_epochs=self.n_epochs, sample_store_size=self.sample_store_size, seed=self.seed,
-                    reset_after=self.reset_after, dropout_state=self.dropout_state, logq_counts=self.logq_counts)
+        return {**{name: getattr(self, name) for name in DEFAULTS}, "layers": list(self.layers), "reset_after": self.reset_after, "logq_counts": self.logq_counts}
 
     @staticmethod
     def prepare(df: pd.DataFrame, what: str = "train") -> tuple[pd.DataFrame, dict]:
