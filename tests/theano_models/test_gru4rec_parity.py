@@ -133,3 +133,16 @@ def test_hidden_dropout_and_the_carried_state(state):
     np.testing.assert_array_equal(h_v, out_v if state == "dropped" else clean)
     with pytest.raises(ValueError, match="dropout_state must be one of 'kept', 'dropped'"):
         tg.GRU4Rec(dropout_state="sometimes")
+
+
+def test_save_and_load_give_the_same_scores(trained_pair, tmp_path):
+    _, model, _ = trained_pair
+    model.save(tmp_path / "m.npz")
+    again = tg.GRU4Rec.load(tmp_path / "m.npz", dtype="float32")
+    assert again.params == model.params and np.array_equal(again.item_ids, model.item_ids)
+    for m in (model, again):
+        m.reset(2)
+    np.testing.assert_array_equal(model.score_next(np.array([1, 2])), again.score_next(np.array([1, 2])))
+    with pytest.raises(ValueError, match="is not a GRU4Rec saved by course_lib"):
+        (tmp_path / "x.npz").write_bytes(b"not a model")
+        tg.GRU4Rec.load(tmp_path / "x.npz")

@@ -357,3 +357,19 @@ def test_save_load_of_a_file_that_is_not_a_model(tmp_path):
 def test_layersize_embedding_trains(planted):
     m = _fit(planted.train, n_epochs=1, embedding="layersize")
     assert m.embedding == 24 and tuple(m.W["E"].shape) == (len(m.item_ids), 24)
+
+
+def test_a_file_saved_before_the_module_refactoring_loads(planted, tmp_path):
+    """Files of earlier course versions: plain tensors in "weights", params in the old key order."""
+    m = _fit(planted.train, n_epochs=1)
+    old_params = {k: m.params[k] for k in ("layers", "loss", "final_act", "n_sample", "sample_alpha", "logq", "bpreg",
+                                           "embedding", "constrained_embedding", "dropout_p_embed", "dropout_p_hidden",
+                                           "optimizer", "learning_rate", "momentum", "batch_size", "n_epochs",
+                                           "sample_store_size", "seed", "reset_after", "dropout_state", "logq_counts")}
+    torch.save({"params": old_params, "item_ids": m.item_ids, "popularity": m.popularity,
+                "weights": {k: v.detach().clone() for k, v in m.W.items()}, "history": m.history,
+                "data_report": m.data_report}, tmp_path / "old.pt")
+    old = GRU4Rec.load(tmp_path / "old.pt", device="cpu")
+    for model in (m, old):
+        model.reset(2)
+    assert np.array_equal(m.score_next(np.array([3, 4])), old.score_next(np.array([3, 4])))
