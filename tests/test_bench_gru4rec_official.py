@@ -171,3 +171,10 @@ def test_ours_from_either_official_layout_computes_the_official_gru_step(tmp_pat
         H = ((1 - z) * H + z * cand).detach()
         want = (H @ ref.Wy.weight.T + ref.By.weight.T)[:, pos].detach().numpy()  # columns in our item order
         assert np.allclose(ours.score_next(np.array(x)), want, atol=1e-5)
+
+
+def test_a_missing_checkout_is_one_line_without_traceback(tmp_path, capsys):
+    assert bo.main(["--official-dir", str(tmp_path / "nowhere"), "--tier", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist: clone it with `git clone" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

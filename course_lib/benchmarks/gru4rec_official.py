@@ -576,7 +576,11 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     need = not args.skip_official or args.ours_init == "official" or args.step_check > 0
-    module, batch_eval = load_official(args.official_dir) if need else (None, None)
+    try:
+        module, batch_eval = load_official(args.official_dir) if need else (None, None)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"course bench gru4rec-official: {exc}", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()[0]
     data = load_sessions(args.tier)
