@@ -6,6 +6,7 @@
     course fetch                 download (or verify) the small/full data tiers
     course preprocess-rsc15 F    turn yoochoose-clicks.dat into the GRU4Rec train/test split
     course bench NAME            run a benchmark (hybrid, askgru, gru4rec, gru4rec-official, theano)
+    course gru4rec train|evaluate  GRU4Rec on any CSV/TSV of clicks (see course gru4rec --help)
 """
 from __future__ import annotations
 
@@ -192,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="run a benchmark", add_help=False)
     bench.add_argument("name", choices=BENCHMARKS)
 
+    if argv and argv[0] == "gru4rec":
+        from course_lib import gru4rec_cli
+
+        return gru4rec_cli.main(argv[1:])
     if argv and argv[0] in ("build-notebooks", "lab", "bench"):
         if argv[0] == "build-notebooks":
             from course_lib import notebook_builder

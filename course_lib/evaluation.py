@@ -25,17 +25,12 @@ from .metrics import (
     _as_binary_csr,
     _check_k,
     _hits,
-    _is_torch,
+    as_array,
     metrics_from_hits,
     rank_of_targets,
     session_metrics_from_ranks,
 )
-
-
-def _to_numpy_block(block) -> np.ndarray:
-    if _is_torch(block):
-        block = block.detach().cpu().numpy()
-    return np.asarray(block)
+from .validation import check_memory, check_same_id_kind
 
 
 def evaluate_ranking(
@@ -50,7 +45,7 @@ def evaluate_ranking(
     """Recall / precision / HR / NDCG / MRR at every k in ``ks``, averaged over queries.
 
     ``scores``: dense ``(n_rows, n_cols)`` array, or a callable ``rows -> (len(rows), n_cols)`` block
-    (numpy or torch) called with int64 row indices in chunks of ``chunk_size``. Only rows that have
+    (a numpy array, or anything numpy reads) called with int64 row indices in chunks of ``chunk_size``. Only rows that have
     test items are scored. ``test``/``exclude``: ``(n_rows, n_cols)`` sparse matrices; entries of
     ``exclude`` (usually the training likes) are never recommended.
 
@@ -75,9 +70,7 @@ def evaluate_ranking(
         shape = tuple(test.shape)
         get_block = scores
     else:
-        if _is_torch(scores):
-            scores = scores.detach().cpu().numpy()
-        scores = np.asarray(scores)
+        scores = as_array(scores)
         if scores.ndim != 2:
             raise ValueError(f"scores must be a 2-D array (n_rows, n_cols), got shape {scores.shape}")
         shape = scores.shape
@@ -102,11 +95,14 @@ def evaluate_ranking(
             "check the split (e.g. transpose the likes for the flip scenario)"
         )
 
+    if callable(scores):
+        check_memory(8.0 * 4 * min(chunk_size, rows_eval.size) * shape[1],
+                     f"a block of {min(chunk_size, rows_eval.size)} x {shape[1]} scores", "lower chunk_size")
     per_row = {}
     k_max = max(ks)
     for start in range(0, rows_eval.size, chunk_size):
         rows = rows_eval[start : start + chunk_size]
-        block = _to_numpy_block(get_block(rows))
+        block = as_array(get_block(rows), "the block the score callable returned")
         if block.shape != (rows.size, shape[1]):
             raise ValueError(
                 f"the score callable returned shape {block.shape} for {rows.size} rows; "
@@ -175,6 +171,9 @@ def evaluate_flip(
 
 def _prepare_session_events(model, test: pd.DataFrame, unknown_items: str):
     """Map items to score columns, drop what cannot be evaluated, and return session offsets."""
+    if getattr(model, "item_ids", None) is None:
+        raise ValueError(f"this {type(model).__name__} is not trained yet (it has no item_ids): call "
+                         "model.fit(train) first, or load a trained model")
     if unknown_items not in ("drop", "raise"):
         raise ValueError(f"unknown_items must be 'drop' or 'raise', got {unknown_items!r}")
     missing = [c for c in ("SessionId", "ItemId", "Time") if c not in test.columns]
@@ -198,6 +197,7 @@ def _prepare_session_events(model, test: pd.DataFrame, unknown_items: str):
             "sort the test frame with test.sort_values(['SessionId', 'Time'], kind='stable')"
         )
 
+    check_same_id_kind(np.asarray(model.item_ids), test["ItemId"].to_numpy(), "test")
     item_ids = pd.Index(np.asarray(model.item_ids))
     if item_ids.has_duplicates:
         raise ValueError(
@@ -242,14 +242,20 @@ def evaluate_sessions(
     """Next-item Recall@K and MRR@K over all training items, session-parallel (GRU4Rec, Sec. 3.1.1, 4).
 
     ``model`` follows the session scorer protocol (docs/ARCHITECTURE.md): ``item_ids``,
-    ``reset(n_slots)``, ``reset_slots(mask)``, ``score_next(item_idx) -> (n_slots, n_items)``.
+    ``reset(n_slots)``, ``reset_slots(mask)``, ``score_next(item_idx) -> (n_slots, n_items)`` numpy
+    scores; a model that also has ``rank_next(item_idx, targets, ties) -> (n_slots,)`` ranks its own
+    scores (the PyTorch GRU4Rec does, on its device) and is called instead of ``score_next``.
     ``test`` has columns SessionId, ItemId, Time, sorted by SessionId then Time.
 
     Each of ``n_slots = min(batch_size, n_sessions)`` slots follows one session; at each step every
     active slot feeds its current item and the next item is ranked (``ties`` as in
     ``rank_of_targets``). When a session ends, the next waiting session takes its slot and only
-    that slot is reset. Once no session is waiting, finished slots keep running on item 0 and their
-    outputs are ignored (the protocol has no way to shrink a batch while keeping the other states).
+    that slot is reset. Once no session is waiting, finished slots leave the batch: a model with
+    ``keep_slots(mask)`` keeps only the states of the slots still busy (every course model has
+    it), so the last steps cost what their few sessions cost; without it, finished slots keep
+    running on item 0 and their outputs are ignored. Every test event with a next item is scored,
+    the last sessions too (the official GRU4Rec evaluation stops when one session is left, for
+    models trained without extra samples).
 
     Events whose item is not in ``model.item_ids`` are dropped (``unknown_items="drop"``, counted in
     ``n_unknown_dropped``) or reported (``"raise"``); sessions left with fewer than 2 events are
@@ -265,35 +271,42 @@ def evaluate_sessions(
     n_items = len(model.item_ids)
     n_sessions = starts.size
     n_slots = min(batch_size, n_sessions)
+    # the score block, the comparisons with the targets and a copy of the active rows
+    check_memory(4.0 * 3 * n_slots * n_items, f"the ({n_slots}, {n_items}) score matrix of a step",
+                 "lower batch_size")
+    rank_next = getattr(model, "rank_next", None)
+    keep_slots = getattr(model, "keep_slots", None)
 
     t0 = time.perf_counter()
     model.reset(n_slots)
     slot_pos = starts[:n_slots].copy()  # index into `cols` of each slot's current event
     slot_end = starts[:n_slots] + lengths[:n_slots]  # one past the slot's last event
     active = np.ones(n_slots, dtype=bool)
+    n_active = n_slots
     next_session = n_slots
     rank_chunks = []
-    while active.any():
+    while n_active:
+        # an idle slot reads item 0 and "predicts" item 0; its rank is dropped below
         current = np.where(active, cols[np.minimum(slot_pos, cols.size - 1)], 0)  # (n_slots,)
-        scores = model.score_next(current)  # (n_slots, n_items)
-        if tuple(scores.shape) != (n_slots, n_items):
-            raise ValueError(
-                f"model.score_next returned shape {tuple(scores.shape)}; expected ({n_slots}, {n_items}) "
-                "= (n_slots, len(model.item_ids))"
-            )
-        rows = np.flatnonzero(active)
-        targets = cols[slot_pos[rows] + 1]
-        if _is_torch(scores):
-            import torch
+        if rank_next is not None:
+            targets = np.where(active, cols[np.minimum(slot_pos + 1, cols.size - 1)], 0)
+            ranks = as_array(rank_next(current, targets, ties), "model.rank_next's ranks")
+            if ranks.shape != (n_slots,):
+                raise ValueError(f"model.rank_next returned shape {ranks.shape}; expected ({n_slots},) = (n_slots,)")
+            rank_chunks.append(ranks if n_active == n_slots else ranks[active])
+        else:
+            scores = as_array(model.score_next(current), "model.score_next's scores")  # (n_slots, n_items)
+            if scores.shape != (n_slots, n_items):
+                raise ValueError(
+                    f"model.score_next returned shape {scores.shape}; expected ({n_slots}, {n_items}) "
+                    "= (n_slots, len(model.item_ids))"
+                )
+            rows = np.flatnonzero(active)
+            if n_active < n_slots:
+                scores = scores[rows]
+            rank_chunks.append(rank_of_targets(scores, cols[slot_pos[rows] + 1], ties))  # (n_active,)
 
-            targets = torch.as_tensor(targets, device=scores.device)
-            if rows.size < n_slots:
-                scores = scores.index_select(0, torch.as_tensor(rows, device=scores.device))
-        elif rows.size < n_slots:
-            scores = np.asarray(scores)[rows]
-        rank_chunks.append(rank_of_targets(scores, targets, ties))  # (n_active,)
-
-        slot_pos[rows] += 1
+        slot_pos[active] += 1
         finished = active & (slot_pos + 1 >= slot_end)
         if finished.any():
             fin = np.flatnonzero(finished)
@@ -304,17 +317,19 @@ def evaluate_sessions(
             slot_pos[refill] = starts[new]
             slot_end[refill] = starts[new] + lengths[new]
             active[fin[n_new:]] = False
+            n_active -= fin.size - n_new
             if n_new:
                 mask = np.zeros(n_slots, dtype=bool)
                 mask[refill] = True
                 model.reset_slots(mask)
+            if keep_slots is not None and n_active < n_slots and n_active:
+                # no session is waiting: shrink the batch to the busy slots, in their order
+                keep_slots(active.copy())
+                slot_pos, slot_end = slot_pos[active], slot_end[active]
+                active = np.ones(n_active, dtype=bool)
+                n_slots = n_active
 
-    if _is_torch(rank_chunks[0]):
-        import torch
-
-        ranks = torch.cat(rank_chunks).double().cpu().numpy()
-    else:
-        ranks = np.concatenate(rank_chunks)
+    ranks = np.concatenate(rank_chunks)
     seconds = time.perf_counter() - t0
     result = session_metrics_from_ranks(ranks, cutoffs)
     result.update(

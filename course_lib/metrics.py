@@ -38,20 +38,27 @@ TIE_MODES = ("average", "optimistic", "pessimistic")
 # --------------------------------------------------------------------------- validation helpers
 
 
-def _is_torch(x) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
 def _check_k(k, what: str = "k") -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
         raise ValueError(f"{what} must be a positive integer (a list length such as 20 or 50), got {k!r}")
     return int(k)
 
 
+def as_array(scores, what: str = "scores") -> np.ndarray:
+    """``scores`` as a numpy array; anything numpy can read is accepted (a CPU torch tensor without
+    grad too), otherwise a ``ValueError`` that says how to convert it."""
+    if isinstance(scores, np.ndarray):
+        return scores
+    try:
+        return np.asarray(scores)
+    except (TypeError, RuntimeError, ValueError) as exc:
+        raise ValueError(f"{what} must be a numpy array, got a {type(scores).__name__} that numpy cannot read "
+                         f"({exc}); convert it first, e.g. course_lib.torch_models.ranking.to_numpy(x) "
+                         "for a torch tensor") from None
+
+
 def _as_scores(scores) -> np.ndarray:
-    if _is_torch(scores):
-        scores = scores.detach().cpu().numpy()
-    arr = np.asarray(scores)
+    arr = as_array(scores)
     if arr.ndim != 2:
         raise ValueError(
             f"scores must be a 2-D array (n_rows, n_cols), got shape {arr.shape}; "
@@ -253,33 +260,37 @@ def ndcg_at_k(scores, test, k: int, exclude=None) -> float:
 # --------------------------------------------------------------------------- ranks of one target
 
 
-def rank_of_targets(scores, targets, ties: str = "average"):
-    """1-based rank of ``scores[i, targets[i]]`` within row ``i``.
+def rank_of_targets(scores, targets, ties: str = "average") -> np.ndarray:
+    """1-based rank of ``scores[i, targets[i]]`` within row ``i`` (float64 numpy).
 
     ``scores`` ``(n, n_items)``, ``targets`` ``(n,)`` column indices. With ``g`` the number of
     strictly greater scores and ``ge`` the number of greater-or-equal scores (the target included):
-    ``optimistic = 1 + g``, ``pessimistic = ge``, ``average = (1 + g + ge) / 2``.
-
-    numpy in -> float64 numpy out. A torch tensor in -> a float tensor on the same device, so a
-    GPU evaluation loop never copies the ``(n, n_items)`` block to the host.
+    ``optimistic = 1 + g``, ``pessimistic = ge``, ``average = (1 + g + ge) / 2``. (A PyTorch model
+    ranks its tensors where they are with ``course_lib.torch_models.ranking.rank_of_targets``.)
     """
     if ties not in TIE_MODES:
         raise ValueError(f"ties must be one of {TIE_MODES}, got {ties!r}")
-    if _is_torch(scores):
-        return _rank_of_targets_torch(scores, targets, ties)
     scores = _as_scores(scores)
-    targets = np.asarray(targets)
-    _check_targets(targets, scores.shape, np.issubdtype(targets.dtype, np.integer))
+    targets = as_array(targets, "targets")
+    if not np.issubdtype(targets.dtype, np.integer):
+        raise ValueError(f"targets must be integer column indices, got dtype {targets.dtype}")
+    if targets.ndim != 1 or targets.shape[0] != scores.shape[0]:
+        raise ValueError(
+            f"targets must have shape ({scores.shape[0]},) (one column index per score row), got {tuple(targets.shape)}"
+        )
     if targets.size and (targets.min() < 0 or targets.max() >= scores.shape[1]):
         bad = targets[(targets < 0) | (targets >= scores.shape[1])]
         raise ValueError(f"targets must be in [0, {scores.shape[1]}), got {bad[:5].tolist()}")
     target_scores = scores[np.arange(scores.shape[0]), targets][:, None]  # (n, 1)
-    greater = np.count_nonzero(scores > target_scores, axis=1).astype(np.float64)
-    geq = np.count_nonzero(scores >= target_scores, axis=1).astype(np.float64)
-    return _combine_ties(greater, geq, ties)
+    # only the counts the tie mode needs: each is one pass over the scores
+    greater = np.count_nonzero(scores > target_scores, axis=1).astype(np.float64) if ties != "pessimistic" else None
+    geq = np.count_nonzero(scores >= target_scores, axis=1).astype(np.float64) if ties != "optimistic" else None
+    return combine_ties(greater, geq, ties)
 
 
-def _combine_ties(greater, geq, ties):
+def combine_ties(greater, geq, ties: str):
+    """The rank from ``greater`` (strictly greater scores) and ``geq`` (greater or equal, the target
+    included) in tie mode ``ties`` (see :func:`rank_of_targets`)."""
     if ties == "optimistic":
         return 1.0 + greater
     if ties == "pessimistic":
@@ -287,60 +298,16 @@ def _combine_ties(greater, geq, ties):
     return (1.0 + greater + geq) / 2.0
 
 
-def _check_targets(targets, shape, is_int: bool) -> None:
-    if not is_int:
-        raise ValueError(f"targets must be integer column indices, got dtype {targets.dtype}")
-    if targets.ndim != 1 or targets.shape[0] != shape[0]:
-        raise ValueError(
-            f"targets must have shape ({shape[0]},) (one column index per score row), got {tuple(targets.shape)}"
-        )
-
-
-def _rank_of_targets_torch(scores, targets, ties):
-    import torch
-
-    if scores.device.type == "cpu":
-        # numpy's comparisons and counts beat torch's on the CPU, and .numpy() shares the memory
-        scores = scores.detach()
-        if scores.dtype == torch.bfloat16:  # numpy has no bfloat16
-            scores = scores.float()
-        targets = targets.cpu().numpy() if _is_torch(targets) else np.asarray(targets)
-        return torch.from_numpy(rank_of_targets(scores.numpy(), targets, ties))
-    return _rank_of_targets_torch_ops(scores, targets, ties)
-
-
-def _rank_of_targets_torch_ops(scores, targets, ties):
-    """The on-device path (CUDA); tests run it on CPU tensors too."""
-    import torch
-
-    if scores.ndim != 2:
-        raise ValueError(f"scores must be 2-D (n, n_items), got shape {tuple(scores.shape)}")
-    targets = torch.as_tensor(targets, device=scores.device)
-    _check_targets(targets, tuple(scores.shape), not torch.is_floating_point(targets))
-    n_items = scores.shape[1]
-    if bool(torch.isnan(scores).any()):
-        raise ValueError("scores contain NaN; NaN cannot be ranked: check the model for a diverged loss")
-    if targets.numel() and (bool((targets < 0).any()) or bool((targets >= n_items).any())):
-        raise ValueError(f"targets must be in [0, {n_items})")
-    target_scores = scores.gather(1, targets.long().view(-1, 1))  # (n, 1)
-    dtype = torch.float64 if scores.dtype == torch.float64 else torch.float32
-    greater = (scores > target_scores).sum(dim=1).to(dtype)
-    geq = (scores >= target_scores).sum(dim=1).to(dtype)
-    return _combine_ties(greater, geq, ties)
-
-
 def session_metrics_from_ranks(ranks, cutoffs: Sequence[int] = (20,)) -> dict[str, float]:
     """Recall@K (the target is in the top K; equal to HR@K with one target) and MRR@K
     (``1 / rank`` if ``rank <= K`` else 0), averaged over events (Hidasi et al. 2016, Sec. 4).
 
-    ``ranks`` is a 1-D numpy array or torch tensor of 1-based (possibly fractional) ranks.
+    ``ranks`` is a 1-D array of 1-based (possibly fractional) ranks.
     """
     if isinstance(cutoffs, (int, np.integer)):
         cutoffs = [cutoffs]
     cutoffs = [_check_k(c, "each cutoff") for c in cutoffs]
-    if _is_torch(ranks):
-        ranks = ranks.detach().to("cpu").double().numpy()
-    ranks = np.asarray(ranks, dtype=np.float64).ravel()
+    ranks = as_array(ranks, "ranks").astype(np.float64).ravel()
     if ranks.size == 0:
         raise ValueError("ranks is empty: there is no prediction to average; check the test set")
     if np.isnan(ranks).any() or (ranks < 1).any():

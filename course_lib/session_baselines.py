@@ -23,6 +23,10 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from course_lib.validation import (
+    check_finite, check_fraction, check_int, check_memory, check_nonnegative, check_positive,
+)
+
 
 def _encode(train: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Item ids (sorted), the column index of every event, and a 0-based session index."""
@@ -59,6 +63,10 @@ class _SessionScorer:
     def reset_slots(self, mask) -> None:
         pass
 
+    def keep_slots(self, mask) -> None:
+        """Keep only the slots where ``mask`` is True (the evaluation drops finished slots)."""
+        self.n_slots = int(np.count_nonzero(mask))
+
 
 class Pop(_SessionScorer):
     """POP: always the most popular training items (paper, Section 4.1)."""
@@ -88,6 +96,10 @@ class SPop(Pop):
     def reset_slots(self, mask) -> None:
         self.counts[np.asarray(mask, dtype=bool)] = 0.0
 
+    def keep_slots(self, mask) -> None:
+        super().keep_slots(mask)
+        self.counts = self.counts[np.asarray(mask, dtype=bool)]
+
     def score_next(self, item_idx) -> np.ndarray:
         idx = self._check(item_idx)
         self.counts[np.arange(len(idx)), idx] += 1.0
@@ -103,9 +115,9 @@ class ItemKNN(_SessionScorer):
     """
 
     def __init__(self, lmbd: float = 20.0, alpha: float = 0.5, n_sims: int = 100):
-        if lmbd < 0:
-            raise ValueError(f"lmbd must be >= 0, got {lmbd}")
-        self.lmbd, self.alpha, self.n_sims = float(lmbd), float(alpha), int(n_sims)
+        self.lmbd = check_nonnegative("lmbd", lmbd)
+        self.alpha = check_fraction("alpha", alpha, upper_inclusive=True)
+        self.n_sims = check_int("n_sims", n_sims, minimum=0)
 
     def fit(self, train: pd.DataFrame) -> "ItemKNN":
         self.item_ids, cols, sess = _encode(train)
@@ -113,6 +125,9 @@ class ItemKNN(_SessionScorer):
         # (n_sessions, n_items) binary: a session counts once per item however often it was clicked
         occ = sp.csr_matrix((np.ones(len(cols)), (sess, cols)), shape=(sess.max() + 1, n_items))
         occ.data[:] = 1.0
+        pairs = float(min(np.sum(occ.getnnz(axis=1).astype(np.float64) ** 2), float(n_items) ** 2))
+        check_memory(4 * 16.0 * pairs, f"item-KNN's co-occurrence counts (up to {pairs:,.0f} item pairs)",
+                     "train on fewer or shorter sessions")
         cooc = (occ.T @ occ).tocsr()  # (n_items, n_items): sessions with both items
         support = np.asarray(occ.sum(axis=0)).ravel()  # (n_items,)
         coo = cooc.tocoo()
@@ -157,13 +172,20 @@ class BPRMF(_SessionScorer):
     def __init__(self, n_factors: int = 100, n_epochs: int = 10, learning_rate: float = 0.01,
                  lambda_session: float = 0.0, lambda_item: float = 0.0, sigma: float = 0.05,
                  batch_size: int = 100, seed: int = 0):
-        self.n_factors, self.n_epochs, self.learning_rate = int(n_factors), int(n_epochs), float(learning_rate)
-        self.lambda_session, self.lambda_item, self.sigma = float(lambda_session), float(lambda_item), float(sigma)
-        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.n_factors = check_int("n_factors", n_factors)
+        self.n_epochs = check_int("n_epochs", n_epochs)
+        self.learning_rate = check_positive("learning_rate", learning_rate)
+        self.lambda_session = check_nonnegative("lambda_session", lambda_session)
+        self.lambda_item = check_nonnegative("lambda_item", lambda_item)
+        self.sigma = check_positive("sigma", sigma)
+        self.batch_size = check_int("batch_size", batch_size)
+        self.seed = check_int("seed", seed, minimum=0)
 
     def fit(self, train: pd.DataFrame, progress: bool = False) -> "BPRMF":
         self.item_ids, cols, sess = _encode(train)
         n_items, n_sess, k = len(self.item_ids), int(sess.max()) + 1, self.n_factors
+        check_memory(8.0 * (n_sess + n_items) * k, f"the BPR-MF factors ({n_sess} sessions + {n_items} items) x {k}",
+                     "lower n_factors")
         rng = np.random.default_rng(self.seed)
         S = rng.uniform(-self.sigma, self.sigma, (n_sess, k))  # session factors (n_sessions, k)
         Q = rng.uniform(-self.sigma, self.sigma, (n_items, k))  # item factors (n_items, k)
@@ -186,7 +208,10 @@ class BPRMF(_SessionScorer):
                 np.add.at(Q, j, lr * (-g[:, None] * su - self.lambda_item * qj))
                 np.add.at(b, i, lr * g)
                 np.add.at(b, j, -lr * g)
-            self.history.append({"loss": total / len(cols)})
+            loss = total / len(cols)
+            check_finite(loss, where=f"BPR-MF epoch {len(self.history) + 1}",
+                         cause=f"lower learning_rate (now {self.learning_rate}) or sigma (now {self.sigma})")
+            self.history.append({"loss": loss})
         self.Q, self.b = Q, b
         return self
 
@@ -199,6 +224,11 @@ class BPRMF(_SessionScorer):
         mask = np.asarray(mask, dtype=bool)
         self._sum[mask] = 0.0
         self._n[mask] = 0.0
+
+    def keep_slots(self, mask) -> None:
+        super().keep_slots(mask)
+        mask = np.asarray(mask, dtype=bool)
+        self._sum, self._n = self._sum[mask], self._n[mask]
 
     def score_next(self, item_idx) -> np.ndarray:
         idx = self._check(item_idx)

@@ -24,6 +24,10 @@ from typing import Iterator, NamedTuple
 import numpy as np
 import pandas as pd
 
+from course_lib.validation import (
+    check_choice, check_fraction, check_int, check_memory, check_nonnegative, check_positive, clamp_count,
+)
+
 LOSSES = ("cross-entropy", "bpr-max", "top1-max", "bpr", "top1")
 COLUMNS = ("SessionId", "ItemId", "Time")
 
@@ -68,36 +72,72 @@ def check_slot_items(item_idx, hidden, item_ids) -> np.ndarray:
     return idx
 
 
-def gru4rec_params(layers=(100,), loss="cross-entropy", final_act="linear", n_sample=2048, sample_alpha=0.75,
-                   logq=0.0, bpreg=1.0, embedding=0, constrained_embedding=False, dropout_p_embed=0.0,
-                   dropout_p_hidden=0.0, optimizer="adagrad", learning_rate=0.05, momentum=0.0, batch_size=32,
-                   n_epochs=10, sample_store_size=10_000_000, seed=0, dropout_state="dropped") -> dict:
-    """Check the GRU4Rec arguments that both tracks share and return them as a ``params`` dict.
+# GRU4Rec()'s defaults, and where they come from. The official code's are in the comments; they
+# differ where the course's small catalogues call for it (see the GRU4Rec docstrings).
+DEFAULTS = dict(
+    layers=(100,),  # official [100]
+    loss="cross-entropy",  # official "cross-entropy"
+    final_act="linear",  # official: none for cross-entropy, elu_param=0.5 inside BPR-max
+    n_sample=2048,  # official 2048; clamped to the number of training items, with a warning
+    sample_alpha=0.75,  # official 0.5
+    logq=0.0,  # official 0.0
+    bpreg=1.0,  # official 1.0
+    embedding=0,  # official 0 (one-hot input); "layersize" = the first layer's size, as official
+    constrained_embedding=False,  # official True
+    dropout_p_embed=0.0, dropout_p_hidden=0.0,  # official 0.0 and 0.0
+    optimizer="adagrad",  # official: Adagrad with momentum, the only one it has
+    learning_rate=0.05,  # official 0.05
+    momentum=0.0,  # official 0.0
+    batch_size=32,  # official 64
+    n_epochs=10,  # official 10
+    sample_store_size=10_000_000,  # official 10,000,000 (sample_cache_max_size)
+    seed=0,  # official: torch's global generator, and numpy seed 42 for the weights
+    dropout_state="dropped",  # official: the dropped-out state is carried
+)
 
-    The values are converted to plain Python types, and ``layers`` becomes a list of ints. The
-    dict is saved with a model and read back as keyword arguments. A track adds its own keys
-    (the PyTorch track: ``reset_after`` and ``logq_counts``).
+
+def gru4rec_params(layers=DEFAULTS["layers"], loss=DEFAULTS["loss"], final_act=DEFAULTS["final_act"],
+                   n_sample=DEFAULTS["n_sample"], sample_alpha=DEFAULTS["sample_alpha"], logq=DEFAULTS["logq"],
+                   bpreg=DEFAULTS["bpreg"], embedding=DEFAULTS["embedding"],
+                   constrained_embedding=DEFAULTS["constrained_embedding"], dropout_p_embed=DEFAULTS["dropout_p_embed"],
+                   dropout_p_hidden=DEFAULTS["dropout_p_hidden"], optimizer=DEFAULTS["optimizer"],
+                   learning_rate=DEFAULTS["learning_rate"], momentum=DEFAULTS["momentum"],
+                   batch_size=DEFAULTS["batch_size"], n_epochs=DEFAULTS["n_epochs"],
+                   sample_store_size=DEFAULTS["sample_store_size"], seed=DEFAULTS["seed"],
+                   dropout_state=DEFAULTS["dropout_state"]) -> dict:
+    """Check the GRU4Rec arguments that both tracks share, before any work, and return them as plain
+    Python values (``layers`` a list of ints, ``embedding="layersize"`` resolved to ``layers[0]``).
+
+    Each bad value is a ``ValueError`` naming the argument, the value and what is allowed. What
+    depends on the data (``n_sample`` larger than the catalogue) is checked by the trainer.
     """
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    if optimizer not in ("adagrad", "adam"):
-        raise ValueError(f"optimizer must be 'adagrad' or 'adam', got {optimizer!r}")
-    layers = [int(layers)] if np.isscalar(layers) else [int(h) for h in layers]
-    if not layers or min(layers) < 1:
-        raise ValueError(f"layers must be a list of positive hidden sizes, got {layers}")
-    for name, p in (("dropout_p_embed", dropout_p_embed), ("dropout_p_hidden", dropout_p_hidden)):
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"{name} must be in [0, 1), got {p}")
-    if dropout_state not in ("kept", "dropped"):
-        raise ValueError(f"dropout_state must be 'kept' or 'dropped', got {dropout_state!r}")
+    check_choice("loss", loss, LOSSES)
+    check_choice("optimizer", optimizer, ("adagrad", "adam"))
+    check_choice("dropout_state", dropout_state, ("kept", "dropped"))
     parse_final_act(final_act)
-    return dict(layers=layers, loss=loss, final_act=final_act, n_sample=int(n_sample),
-                sample_alpha=float(sample_alpha), logq=float(logq), bpreg=float(bpreg),
-                embedding=int(embedding), constrained_embedding=bool(constrained_embedding),
-                dropout_p_embed=float(dropout_p_embed), dropout_p_hidden=float(dropout_p_hidden),
-                optimizer=optimizer, learning_rate=float(learning_rate), momentum=float(momentum),
-                batch_size=int(batch_size), n_epochs=int(n_epochs),
-                sample_store_size=int(sample_store_size), seed=int(seed), dropout_state=dropout_state)
+    if isinstance(layers, (str, bytes)) or not (np.isscalar(layers) or isinstance(layers, (list, tuple, np.ndarray))):
+        raise ValueError(f"layers must be a list of hidden sizes such as [100], got {layers!r}")
+    layers = [layers] if np.isscalar(layers) else list(layers)
+    if not layers:
+        raise ValueError("layers must be a list of hidden sizes such as [100], got []")
+    layers = [check_int(f"layers[{k}]", h, minimum=1) for k, h in enumerate(layers)]
+    if embedding == "layersize":
+        embedding = layers[0]
+    embedding = check_int("embedding", embedding, minimum=0)
+    if not isinstance(constrained_embedding, (bool, np.bool_)):
+        raise ValueError(f"constrained_embedding must be True or False, got {constrained_embedding!r}")
+    return dict(layers=layers, loss=loss, final_act=final_act, n_sample=check_int("n_sample", n_sample, minimum=0),
+                sample_alpha=check_nonnegative("sample_alpha", sample_alpha), logq=check_nonnegative("logq", logq),
+                bpreg=check_nonnegative("bpreg", bpreg), embedding=embedding,
+                constrained_embedding=bool(constrained_embedding),
+                dropout_p_embed=check_fraction("dropout_p_embed", dropout_p_embed),
+                dropout_p_hidden=check_fraction("dropout_p_hidden", dropout_p_hidden), optimizer=optimizer,
+                learning_rate=check_positive("learning_rate", learning_rate),
+                momentum=check_fraction("momentum", momentum),
+                batch_size=check_int("batch_size", batch_size, minimum=1),
+                n_epochs=check_int("n_epochs", n_epochs, minimum=1),
+                sample_store_size=check_int("sample_store_size", sample_store_size, minimum=1),
+                seed=check_int("seed", seed, minimum=0), dropout_state=dropout_state)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,6 +174,53 @@ def prepare_sessions(df: pd.DataFrame, what: str = "train") -> tuple[pd.DataFram
     return df, report
 
 
+def read_sessions(path, session_col: str = "SessionId", item_col: str = "ItemId", time_col: str | None = "Time",
+                  sep: str | None = None) -> pd.DataFrame:
+    """Read any CSV/TSV of clicks into the course's session frame (``SessionId``, ``ItemId``, ``Time``).
+
+    ``session_col``, ``item_col`` and ``time_col`` name the file's columns (``time_col=None``: the
+    file's order is the time order). ``sep`` is the separator (None: tab for ``.tsv``/``.txt``
+    files whose first line has a tab, else a comma). Ids are kept as read (numbers or strings);
+    times are numbers or anything ``pandas.to_datetime`` reads (then Unix seconds). Events are
+    sorted by session, then time (stable). Every problem is a ``ValueError`` naming the file.
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist: give the path of a CSV or TSV file of clicks")
+    if sep is None:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            first = fh.readline()
+        sep = "\t" if "\t" in first else ","
+    try:
+        df = pd.read_csv(path, sep=sep)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} cannot be read as a table ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                         "check the file and --sep") from None
+    wanted = {"session": session_col, "item": item_col} | ({"time": time_col} if time_col else {})
+    missing = [f"{col!r} (the {what} column)" for what, col in wanted.items() if col not in df.columns]
+    if missing:
+        raise ValueError(f"{path} has no column {', '.join(missing)}; its columns are {list(df.columns)}: "
+                         "name yours with session_col / item_col / time_col (--session-col, --item-col, --time-col)")
+    out = pd.DataFrame({"SessionId": df[session_col].to_numpy(), "ItemId": df[item_col].to_numpy()})
+    if time_col is None:
+        out["Time"] = np.arange(len(df), dtype=np.float64)
+    else:
+        t = df[time_col]
+        if not pd.api.types.is_numeric_dtype(t):
+            parsed = pd.to_datetime(t, errors="coerce", utc=True)
+            if parsed.isna().any():
+                bad = t[parsed.isna()].iloc[0]
+                raise ValueError(f"{path}: the time column {time_col!r} has a value that is neither a number nor a "
+                                 f"date ({bad!r}); fix it, or pass time_col=None to use the file order")
+            t = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+        out["Time"] = t.to_numpy(dtype=np.float64)
+    if out.isna().any().any():
+        raise ValueError(f"{path} has empty cells in the session, item or time column: drop those rows first")
+    return out.sort_values(["SessionId", "Time"], kind="stable").reset_index(drop=True)
+
+
 def training_arrays(train: pd.DataFrame):
     """Turn a training frame into what both tracks train on: ``(report, item_ids, item_idx,
     offsets, popularity)``. Items are the distinct ``ItemId`` (column ``j`` = ``item_ids[j]``);
@@ -149,6 +236,100 @@ def training_arrays(train: pd.DataFrame):
     offsets = np.r_[0, np.flatnonzero(sess[1:] != sess[:-1]) + 1, len(sess)]
     pop = np.bincount(item_idx, minlength=len(item_ids)).astype(np.float64)
     return report, item_ids, item_idx, offsets, pop
+
+
+class TrainingData(NamedTuple):
+    """What both trainers need from a training frame (:func:`training_data`).
+
+    ``item_ids`` (n_items,) raw ids, score column ``j`` = ``item_ids[j]``; ``item_idx`` (n_events,)
+    the column of every event in training order; ``offsets`` (n_sessions + 1,) the session bounds;
+    ``popularity`` (n_items,) event counts; ``n_sample`` the extra negatives per step (clamped to
+    the catalogue); ``p_sample`` (n_items,) their sampling distribution; ``log_q_target`` and
+    ``log_q_sample`` (n_items,) the log-probability of a column being a target or a sample (or the
+    log of the raw counts with ``logq_counts``); ``n_pairs`` the (input, target) pairs of an epoch.
+    """
+
+    report: dict
+    item_ids: np.ndarray
+    item_idx: np.ndarray
+    offsets: np.ndarray
+    popularity: np.ndarray
+    n_sample: int
+    p_sample: np.ndarray
+    log_q_target: np.ndarray
+    log_q_sample: np.ndarray
+    n_pairs: int
+
+
+def training_data(train: pd.DataFrame, n_sample: int, sample_alpha: float, batch_size: int, n_layers_units: int,
+                  sample_store_size: int, logq_counts: bool = False) -> TrainingData:
+    """Prepare ``train`` for either trainer and check what depends on the data before any step.
+
+    ``n_sample`` larger than the number of training items is clamped to it (one warning): drawing
+    more negatives than there are items only repeats them at a higher cost. The memory of the
+    sample store and of a step's ``(batch, batch + n_sample)`` score matrices (``n_layers_units``:
+    the sum of the hidden sizes, for the activations) is checked against what is free.
+    """
+    report, item_ids, item_idx, offsets, pop = training_arrays(train)
+    n_items = len(item_ids)
+    n_sample = clamp_count("n_sample", n_sample, n_items, "items in the training data")
+    store = min(sample_store_size, n_sample * len(item_idx)) if n_sample else 0
+    check_memory(8.0 * store, f"the store of sampled negatives ({store:,} items)", "lower sample_store_size")
+    cols = batch_size + n_sample
+    # scores, their gradient and the loss's intermediates: about 8 (batch, cols) float32 matrices
+    check_memory(4.0 * 8 * batch_size * cols + 4.0 * 6 * batch_size * n_layers_units,
+                 f"a training step's ({batch_size}, {cols}) score matrices", "lower batch_size or n_sample")
+    p_target = pop / pop.sum()
+    p_sample = pop**sample_alpha / (pop**sample_alpha).sum()
+    # log q of a column: targets follow popularity, samples popularity ** alpha; as probabilities,
+    # or (logq_counts, the authors' PyTorch code) as the raw counts n_j and n_j ** alpha
+    q_target, q_sample = (pop, pop**sample_alpha) if logq_counts else (p_target, p_sample)
+    n_pairs = len(item_idx) - (len(offsets) - 1)  # (input, target) pairs: events minus sessions
+    return TrainingData(report, item_ids, item_idx, offsets, pop, n_sample, p_sample, np.log(q_target),
+                        np.log(q_sample), n_pairs)
+
+
+def diverged_cause(model) -> str:
+    """What to try when a GRU4Rec loss or score becomes NaN or infinite (the message of
+    :class:`course_lib.validation.TrainingDiverged`)."""
+    return (f"lower learning_rate (now {model.learning_rate}), use another loss than {model.loss!r}, "
+            "or check the input for extreme values")
+
+
+def epoch_record(model, epoch: int, total: float, n_ev: int, secs: float, valid, eval_cutoff: int) -> dict:
+    """One entry of a trainer's ``history``: mean loss, events and events/s of the epoch, and
+    Recall/MRR@``eval_cutoff`` of ``model`` on ``valid`` when given (both tracks)."""
+    rec = {"epoch": epoch + 1, "loss": total / max(n_ev, 1), "events": n_ev, "seconds": secs,
+           "events_per_s": n_ev / secs}
+    if valid is not None:
+        from course_lib.evaluation import evaluate_sessions
+
+        res = evaluate_sessions(model, valid, cutoffs=(eval_cutoff,))
+        rec.update({k: v for k, v in res.items() if "@" in k})  # Recall@K, MRR@K on valid
+    return rec
+
+
+class Batch(NamedTuple):
+    """One training step of session-parallel mini-batches, as a trainer hands it to a step function
+    (arrays of the track: torch tensors on the model's device, or numpy).
+
+    * ``x`` (B,) int: the score column of each active slot's current item (the input);
+    * ``y`` (B,) int: the column of the item clicked next (the target of row i is column i);
+    * ``sample`` (S,) int or None: the extra negatives, shared by every row (columns B .. B + S - 1);
+    * ``reset`` (B, 1) bool or None: True where a new session starts in the slot, so its hidden
+      state must be zeroed before the step (None when no session starts);
+    * ``log_q`` (B + S,) float or None: log-probability of each output column being drawn, for the
+      logQ correction (None when ``model.logq == 0``);
+    * ``weight``: ``B / batch_size``; a step multiplies its loss by it before the gradient, so a
+      shrunken tail batch weighs in proportion to its size, as in the authors' code.
+    """
+
+    x: object
+    y: object
+    sample: object
+    reset: object
+    log_q: object
+    weight: float
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,12 +1,18 @@
-"""Wiring of ``course bench gru4rec-official`` with a tiny fake "official" module on a temp path.
+"""Wiring of ``course bench gru4rec-official`` with a stand-in checkout of the official code.
 
-The authors' code is not installed here (and never vendored), so these tests check the error
-messages, the translation of our settings to the official arguments, the numpy 2 / pandas 2 shim,
-and that a model behind ``OfficialScorer`` is scored by our ``evaluate_sessions``: the fake scores
-items by training popularity, so it must reproduce our POP baseline exactly.
+The authors' code is not installed here (and never vendored). ``tests/fixtures/official_gru4rec``
+is our own code with the official file names, classes and imports (its ``evaluation.py`` imports
+``gru4rec_pytorch`` by name, as the official one does). These tests check the error messages,
+that a plain checkout imports, the commit and weight layout named, the translation of our settings
+to the official arguments, the numpy 2 / pandas 2 shim, and that a model behind ``OfficialScorer``
+is scored by our ``evaluate_sessions``: the stand-in scores items by training popularity, so it
+must reproduce our POP baseline exactly, and its own evaluation must agree.
 """
 import json
-import textwrap
+import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,43 +21,28 @@ import torch
 
 from course_lib.benchmarks import gru4rec_official as bo
 
-FAKE = textwrap.dedent('''
-    import numpy as np
-    import pandas as pd
-    import torch
+FIXTURE = Path(__file__).parent / "fixtures" / "official_gru4rec"
 
-    class SessionDataIterator:
-        def __init__(self, data):
-            itemids = data["ItemId"].unique()
-            self.itemidmap = pd.Series(data=np.arange(len(itemids)), index=itemids)
 
-    class GRU4RecModel:
-        def __init__(self, counts):
-            self.log_pop = torch.tensor(np.log(counts))  # goes through the shim: float64 -> float32
-
-        def forward(self, X, H, Y, training=False):
-            H[0] = H[0] + 1.0  # the state is carried by the caller's list
-            return self.log_pop.expand(len(X), -1)
-
-    class GRU4Rec:
-        def __init__(self, layers=[100], n_epochs=2, device=None, **kwargs):
-            self.layers, self.n_epochs, self.kwargs = layers, n_epochs, kwargs
-
-        def fit(self, data, compatibility_mode=True):
-            self.compatibility_mode = compatibility_mode
-            self.data_iterator = SessionDataIterator(data)
-            counts = data.groupby("ItemId").size()[self.data_iterator.itemidmap.index.values]
-            self.model = GRU4RecModel(counts.to_numpy().astype(np.float64))
-            self.error_during_train = False
-            for e in range(self.n_epochs):
-                print("Epoch{} --> loss: {:.6f} \\t(0.50s) \\t[12.00 mb/s | {:.0f} e/s]".format(e + 1, 1.5 - e, 1000 * (e + 1)))
-''')
+def _checkout(tmp_path, old_layout=False, git=True) -> Path:
+    """A copy of the stand-in checkout (tests/fixtures/official_gru4rec: the official file names and
+    imports, our own code), optionally in the July 2023 weight layout and as a git repository."""
+    path = tmp_path / ("old" if old_layout else "current")
+    shutil.copytree(FIXTURE, path)
+    if old_layout:
+        src = path / "gru4rec_pytorch.py"
+        src.write_text(src.read_text().replace("OLD_LAYOUT = False", "OLD_LAYOUT = True"))
+    if git:
+        env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+               "GIT_COMMITTER_EMAIL": "t@t", "GIT_COMMITTER_DATE": "2023-08-24T10:00:00"}
+        for cmd in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "x"]):
+            subprocess.run(["git", "-C", str(path), *cmd], check=True, env=env, capture_output=True)
+    return path
 
 
 @pytest.fixture()
 def fake_dir(tmp_path):
-    (tmp_path / "gru4rec_pytorch.py").write_text(FAKE)
-    return tmp_path
+    return _checkout(tmp_path)
 
 
 def test_missing_folder_says_where_to_get_the_code(tmp_path):
@@ -95,7 +86,7 @@ def test_fake_official_model_is_scored_like_our_pop_baseline(fake_dir):
     from course_lib.session_baselines import Pop
 
     module, batch_eval = bo.load_official(fake_dir)
-    assert batch_eval is None  # no evaluation.py in the fake checkout
+    assert batch_eval is not None  # its evaluation.py imported gru4rec_pytorch from the checkout
     data = load_sessions("tiny")
     gru, epochs, secs = bo.train_official(module, dict(layers=[4], n_epochs=2), data.train, seed=0)
     assert epochs == [{"epoch": 1, "loss": 1.5, "events_per_s": 1000.0}, {"epoch": 2, "loss": 0.5, "events_per_s": 2000.0}]
@@ -108,6 +99,11 @@ def test_fake_official_model_is_scored_like_our_pop_baseline(fake_dir):
     want = evaluate_sessions(Pop().fit(data.train), data.test, cutoffs=(20,))
     assert got["Recall@20"] == pytest.approx(want["Recall@20"], abs=1e-12)
     assert got["MRR@20"] == pytest.approx(want["MRR@20"], abs=1e-12)
+    # its own evaluation (ties against the target) gives ours with ties="pessimistic", counted events too
+    rec, mrr, secs, n = bo.official_eval(batch_eval, gru, data.test, 512)
+    ours = evaluate_sessions(bo.OfficialScorer(gru), data.test, cutoffs=(20,), ties="pessimistic")
+    assert n == ours["n_events"] and secs > 0
+    assert rec[20] == pytest.approx(ours["Recall@20"], abs=1e-12) and mrr[20] == pytest.approx(ours["MRR@20"], rel=1e-6)
 
 
 def test_main_writes_both_columns(fake_dir, tmp_path):
@@ -117,61 +113,13 @@ def test_main_writes_both_columns(fake_dir, tmp_path):
     assert rc == 0
     row = json.loads((out / "gru4rec_official.json").read_text())["rows"][0]
     assert row["model"] == "GRU4Rec XE-100" and row["official train events/s"] == 1000
+    assert row["official eval events/s (its eval)"] > 0 and row["ours eval events/s"] > 0
+    md = (out / "gru4rec_official.md").read_text()
+    commit = subprocess.run(["git", "-C", str(fake_dir), "log", "-1", "--format=%h"], capture_output=True,
+                            text=True).stdout.strip()
+    assert f"({commit} (2023-08-24))" in md.splitlines()[0]  # the commit is named in the title
     assert row["diff Recall@20"] == pytest.approx(row["ours Recall@20"] - row["official Recall@20"], abs=1e-4)
     assert 0.0 < row["ours Recall@20"] <= 1.0
-
-
-def _official_layout_module(h: int, first_seen: np.ndarray):
-    """A stand-in with the official classes' layout: GRU gates in the order (candidate, r, z), one
-    input-side bias, output weights and bias, items numbered by first appearance."""
-    from types import SimpleNamespace
-
-    n = len(first_seen)
-
-    class SessionDataIterator:
-        def __init__(self, data, batch_size, n_sample=0, device=None):
-            self.itemidmap, self.n_items = pd.Series(np.arange(n), index=first_seen), n
-
-    class GRU4RecModel:
-        def __init__(self, n_items, layers, *args):
-            g = torch.Generator().manual_seed(7)  # the same "fixed" weights every time
-            self.GE = SimpleNamespace(Wx0=torch.nn.Embedding(n_items, 3 * h), Wh0=torch.randn(h, 3 * h, generator=g),
-                                      Bh0=torch.randn(3 * h, generator=g))
-            self.GE.Wx0.weight.data = torch.randn(n_items, 3 * h, generator=g)
-            self.Wy, self.By = torch.nn.Embedding(n_items, h), torch.nn.Embedding(n_items, 1)
-            self.Wy.weight.data, self.By.weight.data = torch.randn(n_items, h, generator=g), torch.randn(n_items, 1, generator=g)
-
-        def _reset_weights_to_compatibility_mode(self):
-            pass
-
-    return SimpleNamespace(SessionDataIterator=SessionDataIterator, GRU4RecModel=GRU4RecModel)
-
-
-def test_ours_from_official_initial_weights_computes_the_official_gru_step():
-    from course_lib.data import load_sessions
-
-    h, train = 4, load_sessions("tiny").train
-    first_seen = train["ItemId"].unique()
-    module = _official_layout_module(h, first_seen)
-    ours = bo.ours_from_official_init(module, train, layers=[h], loss="bpr-max", n_sample=0, reset_after=True,
-                                      n_epochs=1, seed=0, device="cpu")
-    ours.item_ids = np.unique(train["ItemId"])
-    ours._init_weights(len(ours.item_ids))
-    ref = module.GRU4RecModel(len(first_seen), [h])
-    pos = pd.Series(np.arange(len(first_seen)), index=first_seen)[ours.item_ids].to_numpy().copy()  # official row of our item j
-    H = torch.zeros(3, h)
-    ours.reset(3)
-    for x in ([0, 5, 9], [2, 2, 40]):
-        vx = ref.GE.Wx0.weight[pos[x]] + ref.GE.Bh0
-        vh = H @ ref.GE.Wh0
-        r = torch.sigmoid(vx[:, h:2 * h] + vh[:, h:2 * h])
-        z = torch.sigmoid(vx[:, 2 * h:] + vh[:, 2 * h:])
-        H = (1 - z) * H + z * torch.tanh(r * vh[:, :h] + vx[:, :h])
-        want = (H @ ref.Wy.weight.T + ref.By.weight.T)[:, pos]  # columns in our item order
-        assert torch.allclose(ours.score_next(np.array(x)), want, atol=1e-5)
-    with pytest.raises(ValueError, match="one-layer model with one-hot input"):
-        bo.official_initial_weights(module, train, dict(layers=[h, h], embedding=0, constrained_embedding=False,
-                                                        batch_size=32), ours.item_ids)
 
 
 @pytest.mark.parametrize("flags", [["--step-check", "5"], ["--ours-init", "official"]])
@@ -179,3 +127,54 @@ def test_modes_that_need_the_official_weights_ask_for_its_folder(flags, capsys):
     with pytest.raises(SystemExit):
         bo.parse_args(["--skip-official", *flags])
     assert "need --official-dir" in capsys.readouterr().err
+
+
+def test_plain_checkout_commit_and_layout_are_named(tmp_path):
+    module, _ = bo.load_official(_checkout(tmp_path))
+    assert module.COURSE_LAYOUT == "U(r*h)" and not bo.official_reset_after(module)
+    assert module.COURSE_COMMIT.endswith("(2023-08-24)") and len(module.COURSE_COMMIT.split()[0]) >= 7
+    old, _ = bo.load_official(_checkout(tmp_path, old_layout=True, git=False))
+    assert old.COURSE_LAYOUT == "r*(U h)" and bo.official_reset_after(old)
+    assert old.COURSE_COMMIT == "unknown (not a git checkout)"
+    import sys
+
+    assert str(tmp_path / "old") not in sys.path and "evaluation" not in sys.modules  # nothing left behind
+
+
+@pytest.mark.parametrize("old_layout", [False, True])
+def test_ours_from_either_official_layout_computes_the_official_gru_step(tmp_path, old_layout):
+    from course_lib.data import load_sessions
+
+    module, _ = bo.load_official(_checkout(tmp_path, old_layout=old_layout, git=False))
+    h, train = 4, load_sessions("tiny").train
+    ours = bo.ours_from_official_init(module, train, layers=[h], loss="bpr-max", n_sample=0, n_epochs=1, seed=0,
+                                      device="cpu")
+    assert ours.reset_after == old_layout
+    ours.item_ids = np.unique(train["ItemId"])
+    ours.init_weights(len(ours.item_ids))
+    first_seen = train["ItemId"].unique()
+    ref = module.GRU4RecModel(len(first_seen), [h])
+    pos = pd.Series(np.arange(len(first_seen)), index=first_seen)[ours.item_ids].to_numpy().copy()
+    H = torch.zeros(3, h)
+    ours.reset(3)
+    ge = ref.GE
+    for x in ([0, 5, 9], [2, 2, 40]):
+        vx = ge.Wx0.weight[pos[x]] + ge.Bh0  # gates (candidate, r, z), as the official code orders them
+        if old_layout:  # July 2023: r * (U h)
+            vh = H @ ge.Wh0
+            r, z = torch.sigmoid(vx[:, h:2 * h] + vh[:, h:2 * h]), torch.sigmoid(vx[:, 2 * h:] + vh[:, 2 * h:])
+            cand = torch.tanh(r * vh[:, :h] + vx[:, :h])
+        else:  # since August 2023: U (r * h)
+            vrz = H @ ge.Wrz0
+            r, z = torch.sigmoid(vx[:, h:2 * h] + vrz[:, :h]), torch.sigmoid(vx[:, 2 * h:] + vrz[:, h:])
+            cand = torch.tanh((r * H) @ ge.Wh0 + vx[:, :h])
+        H = ((1 - z) * H + z * cand).detach()
+        want = (H @ ref.Wy.weight.T + ref.By.weight.T)[:, pos].detach().numpy()  # columns in our item order
+        assert np.allclose(ours.score_next(np.array(x)), want, atol=1e-5)
+
+
+def test_a_missing_checkout_is_one_line_without_traceback(tmp_path, capsys):
+    assert bo.main(["--official-dir", str(tmp_path / "nowhere"), "--tier", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist: clone it with `git clone" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

@@ -184,3 +184,22 @@ def test_evaluate_sessions_input_errors():
         evaluate_sessions(Markov(), SESSIONS.iloc[:0])
     with pytest.raises(ValueError, match="no test session has 2 or more events"):
         evaluate_sessions(Markov(), _frame([(1, [10]), (2, [99, 20])]))
+
+
+def test_metrics_and_evaluation_work_without_torch():
+    """The Theano environment has no torch: the framework-neutral modules must not need it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
+        "import numpy as np, pandas as pd\n"
+        "from course_lib import metrics, evaluation, sessions, session_baselines, validation\n"
+        "from course_lib.session_baselines import SPop\n"
+        "tr = pd.DataFrame({'SessionId': [0, 0, 1, 1], 'ItemId': [1, 2, 1, 2], 'Time': [0., 1., 2., 3.]})\n"
+        "te = pd.DataFrame({'SessionId': [5, 5, 5], 'ItemId': [1, 2, 1], 'Time': [0., 1., 2.]})\n"
+        "print(evaluation.evaluate_sessions(SPop().fit(tr), te, cutoffs=(1,))['Recall@1'])\n"
+        "print(metrics.rank_of_targets(np.array([[1., 3.]]), np.array([0])))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["0.0", "[2.]"]  # S-POP ranks both next items 2nd (item 1 ahead, then a tie)

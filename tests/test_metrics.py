@@ -4,7 +4,6 @@ import math
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import torch
 
 from course_lib import metrics as M
 
@@ -93,24 +92,21 @@ def test_list_metrics_match_brute_force_on_random_data():
     assert M.mrr_at_k(*args) == pytest.approx(np.mean(mrr))
 
 
-def test_rank_of_targets_tie_modes_numpy_and_torch():
-    scores = np.array([[3.0, 1.0, 3.0, 2.0], [3.0, 1.0, 3.0, 2.0], [5.0, 5.0, 5.0, 5.0]])
-    targets = np.array([0, 1, 2])
-    expected = {"optimistic": [1, 4, 1], "pessimistic": [2, 4, 4], "average": [1.5, 4, 2.5]}
-    for ties, want in expected.items():
-        assert M.rank_of_targets(scores, targets, ties).tolist() == want
-        t_scores, t_targets = torch.tensor(scores, dtype=torch.float32), torch.tensor(targets)
-        got = M.rank_of_targets(t_scores, t_targets, ties)
-        assert isinstance(got, torch.Tensor) and got.tolist() == want
-        # the torch-ops path a CUDA tensor takes, run here on the CPU
-        assert M._rank_of_targets_torch_ops(t_scores, t_targets, ties).tolist() == want
+RANK_CASE = np.array([[3.0, 1.0, 3.0, 2.0], [3.0, 1.0, 3.0, 2.0], [5.0, 5.0, 5.0, 5.0]])
+RANK_WANT = {"optimistic": [1, 4, 1], "pessimistic": [2, 4, 4], "average": [1.5, 4, 2.5]}  # targets 0, 1, 2
+
+
+def test_rank_of_targets_tie_modes():
+    for ties, want in RANK_WANT.items():
+        got = M.rank_of_targets(RANK_CASE, np.array([0, 1, 2]), ties)
+        assert isinstance(got, np.ndarray) and got.dtype == np.float64 and got.tolist() == want
 
 
 def test_session_metrics_from_ranks():
     ranks = np.array([1.0, 2.5, 4.0, 30.0])
     out = M.session_metrics_from_ranks(ranks, cutoffs=(3, 20))
     assert out == pytest.approx({"Recall@3": 0.5, "MRR@3": 0.35, "Recall@20": 0.75, "MRR@20": 0.4125})
-    assert M.session_metrics_from_ranks(torch.tensor(ranks), 3)["MRR@3"] == pytest.approx(0.35)
+    assert M.session_metrics_from_ranks(ranks.tolist(), 3)["MRR@3"] == pytest.approx(0.35)
 
 
 def test_errors_say_what_is_wrong():
@@ -125,9 +121,7 @@ def test_errors_say_what_is_wrong():
     with pytest.raises(ValueError, match=r"NaN in rows \[1\]"):
         M.top_k(bad, 2)
     with pytest.raises(ValueError, match="NaN"):
-        M.rank_of_targets(torch.tensor(bad), torch.tensor([0, 0, 0]))
-    with pytest.raises(ValueError, match="NaN"):
-        M._rank_of_targets_torch_ops(torch.tensor(bad), torch.tensor([0, 0, 0]), "average")
+        M.rank_of_targets(bad, np.array([0, 0, 0]))
     with pytest.raises(ValueError, match="targets must be in"):
         M.rank_of_targets(SCORES, np.array([0, 5, 0]))
     with pytest.raises(ValueError, match="no row of `test`"):

@@ -84,3 +84,35 @@ def test_planted_ordering_knn_and_bpr_above_pop():
            for m in (Pop(), ItemKNN(), BPRMF(learning_rate=0.1, n_epochs=5, seed=0))}
     assert rec["ItemKNN"] > rec["Pop"] + 0.2, rec
     assert rec["BPRMF"] > rec["Pop"] + 0.05, rec
+
+
+# ------------------------------------------------------------------ arguments checked before any work (issue 12)
+@pytest.mark.parametrize("make, match", [
+    (lambda: ItemKNN(lmbd=-1.0), r"lmbd must be a finite number >= 0, got -1.0"),
+    (lambda: ItemKNN(alpha=1.5), r"alpha must be a number in \[0, 1\], got 1.5"),
+    (lambda: ItemKNN(n_sims=-3), r"n_sims must be an integer >= 0, got -3"),
+    (lambda: BPRMF(n_factors=0), r"n_factors must be an integer >= 1, got 0"),
+    (lambda: BPRMF(n_epochs=0), r"n_epochs must be an integer >= 1, got 0"),
+    (lambda: BPRMF(learning_rate=-0.1), r"learning_rate must be a finite number > 0, got -0.1"),
+    (lambda: BPRMF(sigma=0.0), r"sigma must be a finite number > 0, got 0.0"),
+    (lambda: BPRMF(batch_size=2.5), r"batch_size must be an integer >= 1, got 2.5"),
+])
+def test_bad_arguments_are_refused_with_their_name(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_bpr_mf_divergence_names_the_epoch():
+    from course_lib.validation import TrainingDiverged
+
+    train = pd.DataFrame({"SessionId": [0, 0, 1, 1, 2, 2], "ItemId": [1, 2, 2, 3, 1, 3], "Time": range(6)})
+    with pytest.raises(TrainingDiverged, match=r"at BPR-MF epoch 2: lower learning_rate \(now 1e\+300\)"):
+        BPRMF(n_factors=4, n_epochs=2, learning_rate=1e300, sigma=1.0).fit(train)
+
+
+def test_evaluating_an_unfitted_baseline_says_it_is_untrained():
+    from course_lib.evaluation import evaluate_sessions
+
+    test = pd.DataFrame({"SessionId": [0, 0], "ItemId": [1, 2], "Time": [0.0, 1.0]})
+    with pytest.raises(ValueError, match="ItemKNN is not trained yet"):
+        evaluate_sessions(ItemKNN(), test)

@@ -20,20 +20,35 @@ Data preparation, session-parallel batches, negative samples and argument checks
 :mod:`course_lib.sessions` (numpy only, no torch), so both tracks see exactly the same steps and
 negatives; the fitted model follows the session scorer protocol (``item_ids``, ``reset``,
 ``reset_slots``, ``score_next``).
+
+The same parts, names and order as the PyTorch module: the losses; :class:`GRU4Rec` (the
+hyperparameters as explicit attributes, the weights ``W`` as shared variables, the symbolic GRU
+step, the scorer protocol, ``save``/``load``); :class:`RowOptimizer`, which writes the optimiser
+as an update list; :func:`train_step`, one step through a compiled function; and
+:func:`train_gru4rec`, the training loop, which runs any step function with the signature of
+:func:`train_step`.
 """
 from __future__ import annotations
 
+import json
 import time
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from course_lib.sessions import (
+    DEFAULTS, LOSSES, Batch, SampleStore, check_slot_items, diverged_cause, epoch_record, gru4rec_params,
+    parse_final_act, prepare_sessions, session_parallel_batches, training_data,
+)
 from course_lib.theano_models.compat import (
     Params, RandomStream, T, dropout, elu, floatX, function, log_sigmoid, log_softmax, sigmoid, theano,
 )
-from course_lib.sessions import (  # noqa: F401 (LOSSES: re-exported)
-    LOSSES, SampleStore, check_slot_items, gru4rec_params, parse_final_act, session_parallel_batches, training_arrays,
-)
+from course_lib.validation import check_finite
+
+__all__ = ["LOSSES", "Batch", "cross_entropy_loss", "bpr_loss", "top1_loss", "bpr_max_loss", "top1_max_loss",
+           "final_activation", "GRU4Rec", "RowOptimizer", "train_step", "train_gru4rec",
+           "session_parallel_batches"]
 
 _BIG = 1e30  # stands in for infinity when a column is masked out of a softmax
 
@@ -99,7 +114,7 @@ def top1_max_loss(scores):
     return (s * (sigmoid(scores - target) + sigmoid(scores**2))).sum(axis=1).mean()
 
 
-def final_activation(name: str):
+def final_activation(name: str) -> Callable:
     """``linear``, ``tanh``, ``relu``, ``elu-<alpha>`` or ``leaky-<slope>`` on the scores (names
     parsed by :func:`course_lib.sessions.parse_final_act`)."""
     kind, p = parse_final_act(name)
@@ -121,37 +136,77 @@ def _uniform(rng, shape, fan_in, fan_out):
 class GRU4Rec:
     """Session-based recommender with GRU layers, every training option switchable by name.
 
-    Same constructor as the PyTorch ``GRU4Rec`` (no ``device``: the Theano family has no GPU path
-    today) plus ``dtype`` (default floatX). Weights are shared variables named as the PyTorch
-    track's ``W`` dict (``E``, ``Wx0``, ``Wrz0``, ``Wh0``, ``b0``, ..., ``Wy`` with the output bias as
-    its last column), so
-    :meth:`load_weights` takes ``torch_model.W``.
+    Same constructor, attributes and defaults as the PyTorch ``GRU4Rec`` (see there, and
+    ``course_lib.sessions.DEFAULTS``), without ``device`` and the two switches that only the
+    PyTorch track has (``reset_after``, ``logq_counts``), plus ``dtype`` (default floatX). Weights
+    are shared variables named as the PyTorch track's ``W`` (``E``, ``Wx0``, ``Wrz0``, ``Wh0``,
+    ``b0``, ..., ``Wy`` with the output bias as its last column), so :meth:`load_weights` takes
+    ``torch_model.W``.
     """
 
-    def __init__(self, layers=(100,), loss="cross-entropy", final_act="linear", n_sample=2048, sample_alpha=0.75,
-                 logq=0.0, bpreg=1.0, embedding=0, constrained_embedding=False, dropout_p_embed=0.0,
-                 dropout_p_hidden=0.0, optimizer="adagrad", learning_rate=0.05, momentum=0.0, batch_size=32,
-                 n_epochs=10, sample_store_size=10_000_000, seed=0, dropout_state="dropped",
-                 dtype: str | None = None):
-        self.params = gru4rec_params(
+    def __init__(self, layers=DEFAULTS["layers"], loss=DEFAULTS["loss"], final_act=DEFAULTS["final_act"],
+                 n_sample=DEFAULTS["n_sample"], sample_alpha=DEFAULTS["sample_alpha"], logq=DEFAULTS["logq"],
+                 bpreg=DEFAULTS["bpreg"], embedding=DEFAULTS["embedding"],
+                 constrained_embedding=DEFAULTS["constrained_embedding"], dropout_p_embed=DEFAULTS["dropout_p_embed"],
+                 dropout_p_hidden=DEFAULTS["dropout_p_hidden"], optimizer=DEFAULTS["optimizer"],
+                 learning_rate=DEFAULTS["learning_rate"], momentum=DEFAULTS["momentum"],
+                 batch_size=DEFAULTS["batch_size"], n_epochs=DEFAULTS["n_epochs"],
+                 sample_store_size=DEFAULTS["sample_store_size"], seed=DEFAULTS["seed"],
+                 dropout_state=DEFAULTS["dropout_state"], dtype: str | None = None):
+        p = gru4rec_params(
             layers=layers, loss=loss, final_act=final_act, n_sample=n_sample, sample_alpha=sample_alpha, logq=logq,
             bpreg=bpreg, embedding=embedding, constrained_embedding=constrained_embedding,
             dropout_p_embed=dropout_p_embed, dropout_p_hidden=dropout_p_hidden, optimizer=optimizer,
             learning_rate=learning_rate, momentum=momentum, batch_size=batch_size, n_epochs=n_epochs,
             sample_store_size=sample_store_size, seed=seed, dropout_state=dropout_state)
-        for k, v in self.params.items():
-            setattr(self, k, v)
-        self.dtype = dtype or floatX()
-        self._act = final_activation(final_act)
+        # architecture
+        self.layers: list[int] = p["layers"]
+        self.embedding: int = p["embedding"]
+        self.constrained_embedding: bool = p["constrained_embedding"]
+        self.final_act: str = p["final_act"]
+        # loss and negatives
+        self.loss: str = p["loss"]
+        self.n_sample: int = p["n_sample"]
+        self.sample_alpha: float = p["sample_alpha"]
+        self.logq: float = p["logq"]
+        self.logq_counts = False  # log-probabilities, as the PyTorch track's default
+        self.bpreg: float = p["bpreg"]
+        # regularisation
+        self.dropout_p_embed: float = p["dropout_p_embed"]
+        self.dropout_p_hidden: float = p["dropout_p_hidden"]
+        self.dropout_state: str = p["dropout_state"]
+        # optimisation
+        self.optimizer: str = p["optimizer"]
+        self.learning_rate: float = p["learning_rate"]
+        self.momentum: float = p["momentum"]
+        self.batch_size: int = p["batch_size"]
+        self.n_epochs: int = p["n_epochs"]
+        self.sample_store_size: int = p["sample_store_size"]
+        self.seed: int = p["seed"]
+        self.dtype: str = dtype or floatX()
+        # filled by init_weights / training
+        self.W: Params | None = None
+        self.item_ids: np.ndarray | None = None
+        self.popularity: np.ndarray | None = None
         self.history: list[dict] = []
         self.data_report: dict = {}
-        self.item_ids: np.ndarray | None = None
-        self.W: Params | None = None
         self.compile_seconds: dict[str, float] = {}
-        self._score_fn = None
+        self._act = final_activation(self.final_act)
+        self._score_fn = None  # compiled by the first score_next
+        self._H: list[np.ndarray] | None = None  # the scorer's hidden states
 
-    # --- parameters ----------------------------------------------------------------------------
-    def _init_weights(self, n_items: int):
+    @property
+    def params(self) -> dict:
+        """The constructor arguments (without ``dtype``), as saved with the model."""
+        return {**{name: getattr(self, name) for name in DEFAULTS}, "layers": list(self.layers)}
+
+    @staticmethod
+    def prepare(df: pd.DataFrame, what: str = "train") -> tuple[pd.DataFrame, dict]:
+        """Validate a session frame and put it in training order (:func:`course_lib.sessions.prepare_sessions`)."""
+        return prepare_sessions(df, what)
+
+    # --- weights -----------------------------------------------------------------------------------
+    def init_weights(self, n_items: int) -> None:
         """The PyTorch track's shapes and initialisation (numbers from ``numpy``, not torch)."""
         rng = np.random.default_rng(self.seed)
         W = self.W = Params(self.dtype)
@@ -171,28 +226,47 @@ class GRU4Rec:
             d_in = h
         # output weights with the output bias as their last column: (n_items, h_last + 1)
         W.add("Wy", np.concatenate([_uniform(rng, (n_items, L[-1]), n_items, L[-1]), np.zeros((n_items, 1))], 1))
-        self._row_params = {"Wy", "E"} | ({"Wx0"} if not (self.embedding or self.constrained_embedding) else set())
         self._score_fn = None
 
-    def load_weights(self, weights) -> None:
+    def load_weights(self, weights, strict: bool = True) -> None:
         """Copy a ``{name: array or torch tensor}`` dict (e.g. the PyTorch track's ``W``) in."""
-        self.W.load_state_dict(weights)
+        self.W.load_state_dict(dict(weights.items()), strict=strict)
 
-    def _input_table(self) -> str:
+    @property
+    def row_weights(self) -> tuple[str, ...]:
+        """The item-indexed weights, which a step updates only on the rows it used."""
+        return ("Wy",) if self.constrained_embedding else ("Wy", "E") if self.embedding else ("Wy", "Wx0")
+
+    @property
+    def input_table(self) -> str:
+        """The weight whose rows are the input of an item: ``Wx0``, ``E`` or ``Wy`` (constrained)."""
         if self.constrained_embedding:
             return "Wy"
         return "E" if self.embedding else "Wx0"
 
-    # --- forward -------------------------------------------------------------------------------
-    def _gru(self, k: int, gi, h):
-        """One GRU step (paper eqs. 2-5); ``gi`` (B, 3h) is ``W x + b`` of the three gates."""
+    def rows_used(self, x, cols) -> dict:
+        """The rows of each item-indexed weight that a step with inputs ``x`` and output columns
+        ``cols`` uses (repeats allowed)."""
+        if self.constrained_embedding:
+            return {"Wy": np.concatenate([cols, x])}
+        return {"Wy": cols, self.input_table: x}
+
+    # --- the forward step (symbolic) ------------------------------------------------------------------
+    def gru_cell(self, k: int, gi, h):
+        """One GRU step of layer ``k`` (paper eqs. 2-5); ``gi`` (B, 3h) is ``W x + b`` of the three gates."""
         n = self.layers[k]
         rz = sigmoid(gi[:, : 2 * n] + T.dot(h, self.W[f"Wrz{k}"]))  # (B, 2h)
         r, z = rz[:, :n], rz[:, n:]
         cand = T.tanh(gi[:, 2 * n :] + T.dot(r * h, self.W[f"Wh{k}"]))  # eq. 4, (B, h)
         return (1 - z) * h + z * cand  # eq. 2
 
-    def _input_gates(self, x_rows, train: bool, stream):
+    def input_rows(self, x):
+        """The input rows of items ``x`` (B,) int64: rows of ``Wx0``, ``E``, or ``Wy`` without the bias."""
+        table = self.W[self.input_table]
+        return table[x, :-1] if self.constrained_embedding else table[x]
+
+    def input_gates(self, x_rows, train: bool, stream=None):
+        """Gate pre-activations of the first layer (B, 3h0) from the input rows (dropout when ``train``)."""
         if self.embedding or self.constrained_embedding:
             x_rows = dropout(x_rows, self.dropout_p_embed, stream, train)
             return T.dot(x_rows, self.W["Wx0"]) + self.W["b0"]
@@ -202,171 +276,52 @@ class GRU4Rec:
             x_rows = x_rows * keep / np.asarray(1 - self.dropout_p_embed, dtype=x_rows.dtype)
         return x_rows + self.W["b0"]
 
-    def _layers(self, gi0, H: list, train: bool, stream):
+    def hidden_layers(self, gi0, hidden: list, train: bool, stream=None):
+        """Every GRU layer for one step: the last layer's output and the new states (as the PyTorch track)."""
         new_h, gi, out = [], gi0, None
         for k in range(len(self.layers)):
             if k > 0:
                 gi = T.dot(out, self.W[f"Wx{k}"]) + self.W[f"b{k}"]
-            h = self._gru(k, gi, H[k])
+            h = self.gru_cell(k, gi, hidden[k])
             out = dropout(h, self.dropout_p_hidden, stream, train)
-            new_h.append(out if self.dropout_state == "dropped" else h)  # as the PyTorch track
+            new_h.append(out if self.dropout_state == "dropped" else h)
         return out, new_h
 
-    def _hidden_inputs(self, tag: str) -> list:
-        return [T.matrix(f"{tag}{k}", dtype=self.dtype) for k in range(len(self.layers))]  # (B, h_k)
+    def forward(self, x, hidden: list, train: bool = False, stream=None):
+        """One step for items ``x`` (B,) from ``hidden``: the output (B, h_last) and the new states."""
+        return self.hidden_layers(self.input_gates(self.input_rows(x), train, stream), hidden, train, stream)
 
-    # --- the training step -------------------------------------------------------------------------
-    def _compile_train_step(self):
-        """``step(uniq_o, inv_o, uniq_i, inv_i, n_cols, log_q, *H) -> [loss, *H_new]``.
+    def score_items(self, out, cols=None):
+        """Scores (B, C) of the items ``cols`` (all items when None) for the outputs ``out`` (B, h_last)."""
+        Wy = self.W["Wy"] if cols is None else self.W["Wy"][cols]
+        return self._act(T.dot(out, Wy[:, :-1].T) + Wy[:, -1])
 
-        ``uniq_*`` are the distinct rows of an item matrix that the step touches (``o``: the output
-        matrix ``Wy``, ``i``: the input table) and ``inv_*`` map each use back to them
-        (``np.unique(..., return_inverse=True)``). The gradient is taken with respect to the
-        gathered rows only and the update list writes those rows back, so a step costs O(batch)
-        instead of O(n_items): the sparse update of the authors' code.
-        """
-        dt, W = self.dtype, self.W
-        ivec = lambda name: T.vector(name, dtype="int64")  # noqa: E731
-        uniq_o, inv_o, uniq_i, inv_i = ivec("uniq_o"), ivec("inv_o"), ivec("uniq_i"), ivec("inv_i")
-        n_cols = T.scalar("n_cols", dtype="int64")  # C = B + S
-        log_q = T.vector("log_q", dtype=dt)  # (C,)
-        H = self._hidden_inputs("h")
-        stream = RandomStream(self.seed + 1)
-        table = self._input_table()
-        leaves = {"Wy": W["Wy"][uniq_o]}  # (U, h_last + 1): output weights, bias in the last column
-        rows = {"Wy": uniq_o}
-        if table != "Wy":
-            leaves[table], rows[table] = W[table][uniq_i], uniq_i
-            x_rows = leaves[table][inv_i]  # (B, 3h0) one-hot rows of Wx0, or (B, emb)
-        else:  # constrained embedding: the inputs are rows of Wy (without the bias column)
-            x_rows = leaves["Wy"][inv_o[n_cols:], :-1]  # (B, h_last)
-        out, h_new = self._layers(self._input_gates(x_rows, True, stream), H, True, stream)  # (B, h_last)
-        out = T.concatenate([out, T.ones((out.shape[0], 1), dtype=dt)], axis=1)  # the 1 multiplies the bias
-        scores = self._act(T.dot(out, leaves["Wy"][inv_o[:n_cols]].T))  # (B, C)
-        loss = self._loss_expr(scores, log_q)
-        dense = [n for n in W.shared if n not in self._row_params]
-        # a shrunken tail batch weighs in proportion to its size, as in the authors' code
-        weight = T.cast(out.shape[0], dt) / np.asarray(self.batch_size, dtype=dt)
-        grads = theano.grad(loss * weight, list(leaves.values()) + [W[n] for n in dense])
-        updates = self._optimizer_updates(leaves, rows, dense, grads)
-        return function([uniq_o, inv_o, uniq_i, inv_i, n_cols, log_q, *H], [loss, *h_new],
-                        updates=updates + stream.pop_updates(), name="gru4rec_step")
-
-    def _loss_expr(self, scores, log_q):
+    def loss_function(self, scores, log_q=None):
+        """The configured loss of (B, B + S) scores, averaged over rows."""
         if self.loss == "cross-entropy":
             return cross_entropy_loss(scores, log_q, self.logq)
         if self.loss == "bpr-max":
             return bpr_max_loss(scores, self.bpreg)
         return {"top1-max": top1_max_loss, "bpr": bpr_loss, "top1": top1_loss}[self.loss](scores)
 
-    def _optimizer_updates(self, leaves: dict, rows: dict, dense: list, grads: list) -> list:
-        """Adagrad (``G += g^2; v = momentum v + lr g / sqrt(G + eps); w -= v``) or Adam, as an
-        update list; item matrices are updated on the gathered rows only."""
-        dt = self.dtype
-        c = lambda v: np.asarray(v, dtype=dt)  # noqa: E731
-        lr, mom, eps = c(self.learning_rate), c(self.momentum), c(1e-6)
-        if not hasattr(self, "_opt_state"):
-            self._opt_state = {n: (theano.shared(np.zeros_like(v.get_value()), name=f"s1_{n}"),
-                                   theano.shared(np.zeros_like(v.get_value()), name=f"s2_{n}"))
-                               for n, v in self.W.shared.items()}
-            self._t = theano.shared(c(0.0), name="adam_t")
-        t_new = self._t + c(1.0)
-        updates = [(self._t, t_new)]
-        targets = [(n, leaves[n], rows[n]) for n in leaves] + [(n, None, None) for n in dense]
-        for (name, leaf, idx), g in zip(targets, grads):
-            s1, s2 = self._opt_state[name]
-            param = self.W[name]
-            if idx is None:
-                take, put = (lambda buf: buf), (lambda buf, v: (buf, v))
-            else:  # read and write back only the rows of this step
-                take, put = (lambda buf: buf[idx]), (lambda buf, v: (buf, T.set_subtensor(buf[idx], v)))
-            if self.optimizer == "adagrad":
-                acc = take(s1) + g**2
-                step = lr * g / T.sqrt(acc + eps)
-                if self.momentum > 0:
-                    step = mom * take(s2) + step
-                    updates.append(put(s2, step))
-                updates.append(put(s1, acc))
-            else:
-                m = c(0.9) * take(s1) + c(0.1) * g
-                v = c(0.999) * take(s2) + c(0.001) * g**2
-                updates += [put(s1, m), put(s2, v)]
-                step = lr * (m / (c(1) - c(0.9) ** t_new)) / (T.sqrt(v / (c(1) - c(0.999) ** t_new)) + c(1e-8))
-            updates.append(put(param, take(param) - step))
-        return updates
+    def _hidden_inputs(self, tag: str) -> list:
+        return [T.matrix(f"{tag}{k}", dtype=self.dtype) for k in range(len(self.layers))]  # (B, h_k)
 
     # --- training --------------------------------------------------------------------------------
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None, progress: bool = True,
-            eval_cutoff: int = 20, init_weights=None) -> "GRU4Rec":
-        """Train on ``train`` (SessionId, ItemId, Time) exactly as the PyTorch track does (same data
-        preparation, batches and negative samples for the same seed). ``init_weights``: optional
-        ``{name: array}`` to start from (the parity tests pass the PyTorch model's initial ``W``).
-        ``history`` gets loss, events and events/s per epoch; ``compile_seconds`` the compile time.
-        """
-        from tqdm.auto import tqdm
-
-        self.data_report, self.item_ids, item_idx, offsets, pop = training_arrays(train)
-        n_items = len(self.item_ids)
-        self.popularity = pop
-        self._init_weights(n_items)
-        if init_weights is not None:
-            self.load_weights(init_weights)
-        p_target = pop / pop.sum()
-        p_sample = pop**self.sample_alpha / (pop**self.sample_alpha).sum()
-        log_p_target, log_p_sample = np.log(p_target), np.log(p_sample)
-        n_steps = sum(1 for _ in session_parallel_batches(offsets, self.batch_size))
-        # the PyTorch track's store (numpy here): the same negatives for the same seed
-        sampler = SampleStore(p_sample, self.n_sample, self.sample_store_size, self.seed + 2,
-                              max_chunks=n_steps * self.n_epochs)
-        t0 = time.perf_counter()
-        step_fn = self._compile_train_step()
-        self.compile_seconds["train_step"] = time.perf_counter() - t0
-        n_pairs = len(item_idx) - (len(offsets) - 1)  # (input, target) pairs: events minus sessions
-        constrained = self._input_table() == "Wy"
-        self.history = []
-        for epoch in range(self.n_epochs):
-            t0, total, n_ev = time.perf_counter(), 0.0, 0
-            H = [np.zeros((min(self.batch_size, len(offsets) - 1), h), dtype=self.dtype) for h in self.layers]
-            bar = tqdm(total=n_pairs, desc=f"epoch {epoch + 1}/{self.n_epochs}", disable=not progress, leave=False,
-                       unit="ev")
-            for step_i, step in enumerate(session_parallel_batches(offsets, self.batch_size)):
-                x, y = item_idx[step.inp], item_idx[step.out]
-                sample = sampler.next()
-                cols = y if sample is None else np.concatenate([y, sample])  # (C,) = (B + S,)
-                uniq_o, inv_o = np.unique(np.concatenate([cols, x]) if constrained else cols, return_inverse=True)
-                uniq_i, inv_i = (uniq_o[:0], inv_o[:0]) if constrained else np.unique(x, return_inverse=True)
-                log_q = log_p_target[y]  # (C,): log-probability of each column being drawn
-                if sample is not None:
-                    log_q = np.concatenate([log_q, log_p_sample[sample]])
-                h_in = [np.where(step.reset[:, None], 0.0, h[step.slots]).astype(self.dtype) for h in H]
-                out = step_fn(uniq_o, inv_o, uniq_i, inv_i, len(cols), log_q, *h_in)
-                loss = float(out[0])
-                for h, hn in zip(H, out[1:]):
-                    h[step.slots] = hn  # one-step BPTT: the state is carried as a plain array
-                if not np.isfinite(loss):
-                    raise ValueError(f"loss became {loss} at epoch {epoch + 1}, step {step_i}: lower "
-                                     f"learning_rate (now {self.learning_rate}) or use another loss")
-                total += loss * len(step.slots)
-                n_ev += len(step.slots)
-                if step_i % 50 == 0:
-                    bar.update(n_ev - bar.n)
-            bar.update(n_ev - bar.n)
-            bar.close()
-            secs = time.perf_counter() - t0
-            rec = {"epoch": epoch + 1, "loss": total / max(n_ev, 1), "events": n_ev, "seconds": secs,
-                   "events_per_s": n_ev / secs}
-            if valid is not None:
-                from course_lib.evaluation import evaluate_sessions
-
-                res = evaluate_sessions(self, valid, cutoffs=(eval_cutoff,))
-                rec.update({k: v for k, v in res.items() if isinstance(v, (int, float))})
-            self.history.append(rec)
-        return self
+            eval_cutoff: int = 20, step_fn: Callable | None = None, make_optimizer: Callable | None = None,
+            init_weights=None) -> "GRU4Rec":
+        """Train on ``train`` (SessionId, ItemId, Time) with :func:`train_gru4rec`, exactly as the
+        PyTorch track does (same data preparation, batches and negative samples for the same seed).
+        ``init_weights``: optional ``{name: array}`` to start from (the parity tests pass the PyTorch
+        model's initial ``W``)."""
+        return train_gru4rec(self, train, valid, progress=progress, eval_cutoff=eval_cutoff, step_fn=step_fn,
+                             make_optimizer=make_optimizer, init_weights=init_weights)
 
     # --- session scorer protocol --------------------------------------------------------------------
     def _check_fitted(self):
         if self.item_ids is None:
-            raise ValueError("this GRU4Rec is not trained yet: call fit(train) first")
+            raise ValueError("this GRU4Rec is not trained yet: call fit(train) or GRU4Rec.load(path) first")
 
     def reset(self, n_slots: int) -> None:
         """Fresh zero hidden states for ``n_slots`` parallel sessions."""
@@ -378,19 +333,225 @@ class GRU4Rec:
         m = np.asarray(mask, dtype=bool)[:, None]
         self._H = [np.where(m, 0.0, h).astype(self.dtype) for h in self._H]
 
+    def keep_slots(self, mask) -> None:
+        """Keep only the slots where ``mask`` is True, in order (finished slots leave the batch)."""
+        m = np.asarray(mask, dtype=bool)
+        self._H = [h[m] for h in self._H]
+
     def score_next(self, item_idx) -> np.ndarray:
         """Scores ``(n_slots, n_items)`` of every training item as the next click of each slot."""
-        idx = check_slot_items(item_idx, getattr(self, "_H", None), self.item_ids)
+        idx = check_slot_items(item_idx, self._H, self.item_ids)
         if self._score_fn is None:
             t0 = time.perf_counter()
             x = T.vector("x", dtype="int64")
             H = self._hidden_inputs("h")
-            table = self.W[self._input_table()]
-            x_rows = table[x, :-1] if self.constrained_embedding else table[x]
-            out, h_new = self._layers(self._input_gates(x_rows, False, None), H, False, None)
-            scores = self._act(T.dot(out, self.W["Wy"][:, :-1].T) + self.W["Wy"][:, -1])  # (n_slots, n_items)
-            self._score_fn = function([x, *H], [scores, *h_new], name="gru4rec_score")
+            out, h_new = self.forward(x, H, train=False)
+            self._score_fn = function([x, *H], [self.score_items(out), *h_new], name="gru4rec_score")
             self.compile_seconds["score_next"] = time.perf_counter() - t0
         scores, *self._H = self._score_fn(idx, *self._H)
         return scores
 
+    # --- persistence -----------------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Hyperparameters, items, weights, history and data report in one ``.npz`` file."""
+        self._check_fitted()
+        ids = self.item_ids.astype(str) if self.item_ids.dtype == object else self.item_ids
+        np.savez(path, params=json.dumps(self.params), item_ids=ids, popularity=self.popularity,
+                 history=json.dumps(self.history), data_report=json.dumps(self.data_report),
+                 **{f"W.{k}": v for k, v in self.W.state_dict().items()})
+
+    @classmethod
+    def load(cls, path, dtype: str | None = None) -> "GRU4Rec":
+        """A model saved by :meth:`save`."""
+        try:
+            data = np.load(path, allow_pickle=False)
+            params = json.loads(str(data["params"]))
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"{path} is not a GRU4Rec saved by course_lib ({type(exc).__name__}: {exc}); "
+                             "save one with model.save(path)") from None
+        model = cls(**params, dtype=dtype)
+        model.item_ids, model.popularity = data["item_ids"], data["popularity"]
+        model.history, model.data_report = json.loads(str(data["history"])), json.loads(str(data["data_report"]))
+        model.init_weights(len(model.item_ids))
+        model.load_weights({k[2:]: data[k] for k in data.files if k.startswith("W.")})
+        return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimiser: an update list
+# ---------------------------------------------------------------------------------------------
+class RowOptimizer:
+    """Adagrad with momentum (``G += g^2; v = momentum v + lr g / sqrt(G + eps); w -= v``) or Adam,
+    written as an update list (the PyTorch track's ``RowOptimizer``); the item-indexed weights are
+    updated on the rows a step gathered only. Its state lives in shared variables, created for the
+    weights of ``params``; :func:`train_step` compiles its step function once per optimiser."""
+
+    def __init__(self, params: Params, method: str = "adagrad", lr: float = 0.05, momentum: float = 0.0,
+                 eps: float = 1e-6, betas=(0.9, 0.999)):
+        self.params = params
+        self.method, self.lr, self.momentum, self.eps, self.betas = method, lr, momentum, eps, betas
+        self.state = {n: (theano.shared(np.zeros_like(v.get_value()), name=f"s1_{n}"),
+                          theano.shared(np.zeros_like(v.get_value()), name=f"s2_{n}"))
+                      for n, v in params.shared.items()}
+        self.t = theano.shared(np.asarray(0.0, dtype=params.dtype), name="adam_t")
+        self.step_function = None  # compiled by train_step
+
+    @classmethod
+    def for_model(cls, model: GRU4Rec) -> "RowOptimizer":
+        """The optimiser that ``model``'s settings ask for (``optimizer``, ``learning_rate``, ``momentum``)."""
+        return cls(model.W, model.optimizer, model.learning_rate, model.momentum)
+
+    def updates(self, leaves: dict, rows: dict, dense: list, grads: list) -> list:
+        """The update list for the gathered ``leaves`` (their rows in ``rows``) and the ``dense``
+        weights, from ``grads`` (leaves first, then dense, in that order)."""
+        dt = self.params.dtype
+        c = lambda v: np.asarray(v, dtype=dt)  # noqa: E731
+        lr, mom, eps = c(self.lr), c(self.momentum), c(self.eps)
+        (b1, b2), t_new = self.betas, self.t + c(1.0)
+        updates = [(self.t, t_new)]
+        targets = [(n, rows[n]) for n in leaves] + [(n, None) for n in dense]
+        for (name, idx), g in zip(targets, grads):
+            s1, s2 = self.state[name]
+            param = self.params[name]
+            if idx is None:
+                take, put = (lambda buf: buf), (lambda buf, v: (buf, v))
+            else:  # read and write back only the rows of this step
+                take, put = (lambda buf: buf[idx]), (lambda buf, v: (buf, T.set_subtensor(buf[idx], v)))
+            if self.method == "adagrad":
+                acc = take(s1) + g**2
+                step = lr * g / T.sqrt(acc + eps)
+                if self.momentum > 0:
+                    step = mom * take(s2) + step
+                    updates.append(put(s2, step))
+                updates.append(put(s1, acc))
+            else:
+                m = c(b1) * take(s1) + c(1 - b1) * g
+                v = c(b2) * take(s2) + c(1 - b2) * g**2
+                updates += [put(s1, m), put(s2, v)]
+                step = lr * (m / (c(1) - c(b1) ** t_new)) / (T.sqrt(v / (c(1) - c(b2) ** t_new)) + c(1e-8))
+            updates.append(put(param, take(param) - step))
+        return updates
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+def _compile_train_step(model: GRU4Rec, optimizer: RowOptimizer):
+    """``step(uniq_o, inv_o, uniq_i, inv_i, n_cols, log_q, *H) -> [loss, *H_new]``.
+
+    ``uniq_*`` are the distinct rows of an item matrix that the step touches (``o``: the output
+    matrix ``Wy``, ``i``: the input table) and ``inv_*`` map each use back to them
+    (``np.unique(..., return_inverse=True)``). The gradient is taken with respect to the gathered
+    rows only and the update list writes those rows back, so a step costs O(batch) instead of
+    O(n_items): the sparse update of the authors' code.
+    """
+    dt, W = model.dtype, model.W
+    ivec = lambda name: T.vector(name, dtype="int64")  # noqa: E731
+    uniq_o, inv_o, uniq_i, inv_i = ivec("uniq_o"), ivec("inv_o"), ivec("uniq_i"), ivec("inv_i")
+    n_cols = T.scalar("n_cols", dtype="int64")  # C = B + S
+    log_q = T.vector("log_q", dtype=dt)  # (C,)
+    H = model._hidden_inputs("h")
+    stream = RandomStream(model.seed + 1)
+    table = model.input_table
+    leaves = {"Wy": W["Wy"][uniq_o]}  # (U, h_last + 1): output weights, bias in the last column
+    rows = {"Wy": uniq_o}
+    if table != "Wy":
+        leaves[table], rows[table] = W[table][uniq_i], uniq_i
+        x_rows = leaves[table][inv_i]  # (B, 3h0) one-hot rows of Wx0, or (B, emb)
+    else:  # constrained embedding: the inputs are rows of Wy (without the bias column)
+        x_rows = leaves["Wy"][inv_o[n_cols:], :-1]  # (B, h_last)
+    out, h_new = model.hidden_layers(model.input_gates(x_rows, True, stream), H, True, stream)  # (B, h_last)
+    out = T.concatenate([out, T.ones((out.shape[0], 1), dtype=dt)], axis=1)  # the 1 multiplies the bias
+    scores = model._act(T.dot(out, leaves["Wy"][inv_o[:n_cols]].T))  # (B, C)
+    loss = model.loss_function(scores, log_q)
+    dense = [n for n in W.shared if n not in model.row_weights]
+    # a shrunken tail batch weighs in proportion to its size, as in the authors' code
+    weight = T.cast(out.shape[0], dt) / np.asarray(model.batch_size, dtype=dt)
+    grads = theano.grad(loss * weight, list(leaves.values()) + [W[n] for n in dense])
+    updates = optimizer.updates(leaves, rows, dense, grads)
+    return function([uniq_o, inv_o, uniq_i, inv_i, n_cols, log_q, *H], [loss, *h_new],
+                    updates=updates + stream.pop_updates(), name="gru4rec_step")
+
+
+def _compiled(model: GRU4Rec, optimizer: RowOptimizer):
+    """The optimiser's compiled step function, compiled now if it is not yet (timed in ``compile_seconds``)."""
+    if optimizer.step_function is None:
+        t0 = time.perf_counter()
+        optimizer.step_function = _compile_train_step(model, optimizer)
+        model.compile_seconds["train_step"] = time.perf_counter() - t0
+    return optimizer.step_function
+
+
+def train_step(model: GRU4Rec, batch: Batch, hidden: list[np.ndarray], optimizer: RowOptimizer) -> tuple[float, list[np.ndarray]]:
+    """One training step (the PyTorch track's :func:`~course_lib.torch_models.gru4rec.train_step`):
+    zero the states where ``batch.reset`` is set, then run the compiled step (forward, loss,
+    gradient of the gathered rows, the update list). ``batch`` holds numpy arrays; returns the loss
+    and the new states (numpy). The step function is compiled at the first call (``compile_seconds``)."""
+    _compiled(model, optimizer)
+    if batch.reset is not None:
+        hidden = [np.where(batch.reset, 0.0, h).astype(model.dtype) for h in hidden]
+    x, y = batch.x, batch.y
+    cols = y if batch.sample is None else np.concatenate([y, batch.sample])  # (C,) = (B + S,)
+    constrained = model.input_table == "Wy"
+    uniq_o, inv_o = np.unique(np.concatenate([cols, x]) if constrained else cols, return_inverse=True)
+    uniq_i, inv_i = (uniq_o[:0], inv_o[:0]) if constrained else np.unique(x, return_inverse=True)
+    log_q = np.zeros(len(cols)) if batch.log_q is None else batch.log_q
+    loss, *new_hidden = optimizer.step_function(uniq_o, inv_o, uniq_i, inv_i, len(cols), log_q, *hidden)
+    return float(loss), new_hidden
+
+
+def train_gru4rec(model: GRU4Rec, train: pd.DataFrame, valid: pd.DataFrame | None = None, *, progress: bool = True,
+                  eval_cutoff: int = 20, step_fn: Callable | None = None, make_optimizer: Callable | None = None,
+                  init_weights=None) -> GRU4Rec:
+    """Train ``model`` on ``train`` for ``model.n_epochs`` epochs: the PyTorch track's loop (see
+    :func:`course_lib.torch_models.gru4rec.train_gru4rec`) with numpy arrays. Each step calls
+    ``loss, new_hidden = step_fn(model, batch, hidden, optimizer)`` (default :func:`train_step`;
+    ``optimizer = make_optimizer(model)``, default :meth:`RowOptimizer.for_model`). A NaN or
+    infinite loss stops with :class:`course_lib.validation.TrainingDiverged`. Returns ``model``."""
+    from tqdm.auto import tqdm
+
+    step_fn = train_step if step_fn is None else step_fn
+    if not callable(step_fn):
+        raise ValueError(f"step_fn must be a function (model, batch, hidden, optimizer) -> (loss, new_hidden), "
+                         f"got {type(step_fn).__name__}")
+    data = training_data(train, model.n_sample, model.sample_alpha, model.batch_size, sum(model.layers),
+                         model.sample_store_size, model.logq_counts)
+    model.data_report, model.item_ids, model.popularity = data.report, data.item_ids, data.popularity
+    model.init_weights(len(data.item_ids))
+    if init_weights is not None:
+        model.load_weights(init_weights)
+    steps = list(session_parallel_batches(data.offsets, model.batch_size))
+    # the PyTorch track's store (numpy here): the same negatives for the same seed
+    sampler = SampleStore(data.p_sample, data.n_sample, model.sample_store_size, model.seed + 2,
+                          max_chunks=len(steps) * model.n_epochs)
+    optimizer = (make_optimizer or RowOptimizer.for_model)(model)
+    if step_fn is train_step:
+        _compiled(model, optimizer)  # before the clock of the first epoch starts
+    n_slots = min(model.batch_size, len(data.offsets) - 1)
+    model.history = []
+    for epoch in range(model.n_epochs):
+        t0, total, n_ev = time.perf_counter(), 0.0, 0
+        H = [np.zeros((n_slots, h), dtype=model.dtype) for h in model.layers]
+        bar = tqdm(total=data.n_pairs, desc=f"epoch {epoch + 1}/{model.n_epochs}", disable=not progress,
+                   leave=False, unit="ev")
+        for step_i, step in enumerate(steps):
+            x, y = data.item_idx[step.inp], data.item_idx[step.out]
+            sample = sampler.next()
+            log_q = None
+            if model.logq:
+                log_q = data.log_q_target[y] if sample is None else np.concatenate(
+                    [data.log_q_target[y], data.log_q_sample[sample]])
+            reset = step.reset[:, None] if step.reset.any() else None
+            batch = Batch(x, y, sample, reset, log_q, len(x) / model.batch_size)
+            loss, h_new = step_fn(model, batch, [h[step.slots] for h in H], optimizer)
+            loss = check_finite(float(loss), where=f"epoch {epoch + 1}, step {step_i + 1}", cause=diverged_cause(model))
+            for h, hn in zip(H, h_new):
+                h[step.slots] = hn  # one-step BPTT: the state is carried as a plain array
+            total += loss * len(x)
+            n_ev += len(x)
+            if step_i % 50 == 0:
+                bar.update(n_ev - bar.n)
+        bar.update(n_ev - bar.n)
+        bar.close()
+        model.history.append(epoch_record(model, epoch, total, n_ev, time.perf_counter() - t0, valid, eval_cutoff))
+    return model

@@ -11,8 +11,9 @@ the 2017 RecSys summer school slides) use to train it is here and can be switche
   in proportion to ``popularity ** sample_alpha`` from a precomputed store (top-k gains paper);
 * losses: ``cross-entropy`` (softmax, optional ``logq`` correction), ``bpr-max`` (with ``bpreg``),
   ``top1-max``, ``bpr``, ``top1`` (Section 3.1.3 and the top-k gains paper);
-* input: one-hot (``embedding=0``), a separate item embedding (``embedding>0``), or the constrained
-  embedding that reuses the output weights (``constrained_embedding=True``);
+* input: one-hot (``embedding=0``), a separate item embedding (``embedding>0`` or
+  ``"layersize"``), or the constrained embedding that reuses the output weights
+  (``constrained_embedding=True``);
 * ``layers`` of GRUs, dropout on the input and on the hidden layers (the dropped-out hidden state is
   carried to the next step, as in the authors' code), a final activation;
 * Adagrad with momentum applied only to the rows of the item matrices used in the mini-batch, as in
@@ -24,26 +25,35 @@ and ``1/N_S sum [sigmoid(r_j - r_i) + sigmoid(r_j ** 2)]`` (the Chinese translat
 row's own target is not one of its negatives; the authors' code keeps it in the BPR/TOP1 average,
 which only adds a constant and rescales the gradient by ``N_S / (N_S + 1)``.
 
-The fitted model follows the session scorer protocol of ``docs/ARCHITECTURE.md`` (``item_ids``,
-``reset``, ``reset_slots``, ``score_next``), so ``course_lib.evaluation.evaluate_sessions`` ranks
-the next item against all training items exactly as it does for the baselines.
+The parts, in reading order: the losses; :class:`GRU4Rec`, an ``nn.Module`` holding the
+hyperparameters, the weights (``W``, a ``ParameterDict``), the GRU step and the session scorer
+protocol of ``docs/ARCHITECTURE.md`` (``item_ids``, ``reset``, ``reset_slots``, ``score_next``);
+:class:`RowOptimizer`; :func:`train_step`, one training step; and :func:`train_gru4rec`, the
+training loop, which runs any step function with the signature of :func:`train_step` (see there
+how to plug in your own).
 """
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
-# the numpy half lives in course_lib.sessions (shared with the Theano track); re-exported here
-from course_lib.sessions import (  # noqa: F401
-    COLUMNS, LOSSES, SampleStore, Step, check_slot_items, gru4rec_params, parse_final_act, prepare_sessions,
-    session_parallel_batches, training_arrays,
+from course_lib.sessions import (
+    DEFAULTS, LOSSES, Batch, SampleStore, check_slot_items, diverged_cause, epoch_record, gru4rec_params,
+    parse_final_act, prepare_sessions, session_parallel_batches, training_data,
 )
 from course_lib.torch_models.utils import resolve_device, torch_generator
+from course_lib.validation import check_finite
+
+__all__ = ["LOSSES", "Batch", "cross_entropy_loss", "bpr_loss", "top1_loss", "bpr_max_loss", "top1_max_loss",
+           "final_activation", "GRU4Rec", "RowOptimizer", "train_step", "train_gru4rec",
+           "session_parallel_batches"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,6 +62,19 @@ from course_lib.torch_models.utils import resolve_device, torch_generator
 # the extra samples. Every loss is averaged over the B rows. A row without any negative (a tail
 # batch of one slot and no extra samples) gives no ranking signal: the pairwise losses are 0 there.
 # ---------------------------------------------------------------------------------------------
+def _check_scores(scores, log_q=None) -> None:
+    """Scores must be (B, C) with C >= B (the targets first); log_q (C,)."""
+    if not isinstance(scores, torch.Tensor):
+        raise ValueError(f"scores must be a torch tensor (B, B + n_sample), got {type(scores).__name__}")
+    if scores.ndim != 2 or scores.shape[1] < scores.shape[0]:
+        shape = tuple(scores.shape)
+        raise ValueError("scores must be a (B, B + n_sample) tensor: row i scores the B targets of the "
+                         f"mini-batch (its own on the diagonal) and then the extra samples; got {shape}")
+    if log_q is not None and tuple(log_q.shape) != (scores.shape[1],):
+        raise ValueError(f"log_q must have one entry per score column, shape ({scores.shape[1]},); "
+                         f"got {tuple(log_q.shape)}")
+
+
 def _split(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Target scores (B, 1) and a (B, B + S) mask that is True on the negatives."""
     b = scores.shape[0]
@@ -68,6 +91,7 @@ def cross_entropy_loss(scores: torch.Tensor, log_q: torch.Tensor | None = None, 
     correction of sampled softmax: every column's score becomes ``r_j - logq * log q_j`` where
     ``log_q`` (B + S,) is the log-probability that item j is drawn as a column.
     """
+    _check_scores(scores, log_q)
     if logq and log_q is not None:
         scores = scores - logq * log_q.unsqueeze(0)
     return -torch.log_softmax(scores, dim=1).diagonal().mean()
@@ -78,6 +102,7 @@ def bpr_loss(scores: torch.Tensor) -> torch.Tensor:
 
     ``L_i = -1/N_S sum_{j != i} log sigmoid(r_i - r_j)``.
     """
+    _check_scores(scores)
     if scores.shape[1] < 2:
         return scores.sum() * 0.0
     target, neg = _split(scores)
@@ -90,16 +115,12 @@ def top1_loss(scores: torch.Tensor) -> torch.Tensor:
 
     ``L_i = 1/N_S sum_{j != i} [ sigmoid(r_j - r_i) + sigmoid(r_j ** 2) ]``.
     """
+    _check_scores(scores)
     if scores.shape[1] < 2:
         return scores.sum() * 0.0
     target, neg = _split(scores)
     per_pair = torch.sigmoid(scores - target) + torch.sigmoid(scores**2)
     return (per_pair * neg).sum(1).div(neg.sum(1)).mean()
-
-
-def _neg_softmax(scores: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-    """Softmax over the negatives of each row (the target gets weight 0)."""
-    return torch.softmax(scores.masked_fill(~neg, float("-inf")), dim=1)
 
 
 def bpr_max_loss(scores: torch.Tensor, bpreg: float = 1.0) -> torch.Tensor:
@@ -109,6 +130,7 @@ def bpr_max_loss(scores: torch.Tensor, bpreg: float = 1.0) -> torch.Tensor:
     ``s_j = softmax over the negatives j != i``. The log of the weighted sum is computed as a
     log-sum-exp so it stays finite when every sigmoid underflows.
     """
+    _check_scores(scores)
     if scores.shape[1] < 2:
         return scores.sum() * 0.0
     target, neg = _split(scores)
@@ -124,14 +146,15 @@ def top1_max_loss(scores: torch.Tensor) -> torch.Tensor:
 
     ``L_i = sum_j s_j [ sigmoid(r_j - r_i) + sigmoid(r_j ** 2) ]``, ``s_j`` as in BPR-max.
     """
+    _check_scores(scores)
     if scores.shape[1] < 2:
         return scores.sum() * 0.0
     target, neg = _split(scores)
-    s = _neg_softmax(scores, neg)
+    s = torch.softmax(scores.masked_fill(~neg, float("-inf")), dim=1)  # 0 on the target
     return (s * (torch.sigmoid(scores - target) + torch.sigmoid(scores**2))).sum(1).mean()
 
 
-def final_activation(name: str):
+def final_activation(name: str) -> Callable:
     """``linear``, ``tanh``, ``relu``, ``elu-<alpha>`` or ``leaky-<slope>`` applied to the scores
     (names parsed by :func:`course_lib.sessions.parse_final_act`)."""
     kind, p = parse_final_act(name)
@@ -142,23 +165,353 @@ def final_activation(name: str):
 
 
 # ---------------------------------------------------------------------------------------------
-# Optimiser: Adagrad with momentum as in the authors' code, Adam; both update only the rows of
+# The model
+# ---------------------------------------------------------------------------------------------
+def _uniform(shape, gen, fan_in, fan_out):
+    """Uniform in +-sqrt(6 / (fan_in + fan_out)) (the initialisation of the paper's code)."""
+    a = float(np.sqrt(6.0 / (fan_in + fan_out)))
+    return torch.empty(shape).uniform_(-a, a, generator=gen)
+
+
+class GRU4Rec(nn.Module):
+    """Session-based recommender with GRU layers; every training feature switchable by name.
+
+    Parameters follow the authors' code: ``layers`` (hidden sizes), ``loss`` (one of
+    :data:`LOSSES`), ``final_act``, ``n_sample``, ``sample_alpha``, ``logq``, ``bpreg``,
+    ``embedding`` (0 = one-hot input, ``"layersize"`` = ``layers[0]``), ``constrained_embedding``,
+    ``dropout_p_embed``, ``dropout_p_hidden``, ``optimizer`` ("adagrad" with ``momentum`` or
+    "adam"), ``learning_rate``, ``batch_size``, ``n_epochs``, ``sample_store_size``, ``seed``,
+    ``device``. Every argument is checked here, before any work (``ValueError`` naming it).
+
+    **Defaults** (``course_lib.sessions.DEFAULTS``) are the official PyTorch code's except
+    ``sample_alpha`` 0.75 (official 0.5), ``constrained_embedding`` False (official True) and
+    ``batch_size`` 32 (official 64). ``n_sample=2048`` is the official default and assumes a
+    catalogue of tens of thousands of items: training clamps it to the number of training items
+    (with a warning), so on the tiny tier (1,868 items) every item is a negative at every step;
+    with 2,933 items (small tier) 2,048 samples are 70% of the catalogue. The configurations of
+    ``course bench gru4rec`` name their own settings.
+
+    Three switches name where the authors' implementations differ from each other or from us
+    (``course bench gru4rec-official`` measures them): ``reset_after`` (False: the candidate state
+    is ``tanh(W x + U (r * h))`` as in the paper's eq. 4, the authors' Theano code and their PyTorch
+    code since August 2023; True: ``tanh(W x + r * (U h))`` as their first PyTorch commit of July
+    2023, whose one-hot GRU does so, and ``torch.nn.GRUCell``); ``dropout_state`` ("dropped", the
+    default: the next step starts from the dropped-out hidden state, as in both of the authors'
+    codes; "kept": from the undropped one); ``logq_counts`` (False: log q is a log-probability;
+    True: the log of the raw counts ``n_j`` for targets and ``n_j ** sample_alpha`` for samples, as
+    the authors' PyTorch code; the two differ by a shift of the sampled columns).
+
+    ``fit(train)`` takes a frame of ``SessionId``, ``ItemId``, ``Time`` and runs
+    :func:`train_gru4rec`; afterwards the model scores items through the session scorer protocol.
+    ``history`` holds one dict per epoch and ``data_report`` what was dropped or re-sorted on the
+    way in. Weights: ``W["Wx0"]`` (d_in, 3h) input weights of the gates (r, z, candidate) of layer
+    0 (``d_in`` = n_items for one-hot input), ``W["Wrz0"]`` (h, 2h), ``W["Wh0"]`` (h, h), ``W["b0"]``
+    (3h,), the same for deeper layers, ``W["E"]`` (n_items, embedding) when there is a separate
+    embedding, and ``W["Wy"]`` (n_items, h_last + 1): output weights with the output bias as the
+    last column.
+    """
+
+    def __init__(self, layers=DEFAULTS["layers"], loss=DEFAULTS["loss"], final_act=DEFAULTS["final_act"],
+                 n_sample=DEFAULTS["n_sample"], sample_alpha=DEFAULTS["sample_alpha"], logq=DEFAULTS["logq"],
+                 bpreg=DEFAULTS["bpreg"], embedding=DEFAULTS["embedding"],
+                 constrained_embedding=DEFAULTS["constrained_embedding"], dropout_p_embed=DEFAULTS["dropout_p_embed"],
+                 dropout_p_hidden=DEFAULTS["dropout_p_hidden"], optimizer=DEFAULTS["optimizer"],
+                 learning_rate=DEFAULTS["learning_rate"], momentum=DEFAULTS["momentum"],
+                 batch_size=DEFAULTS["batch_size"], n_epochs=DEFAULTS["n_epochs"],
+                 sample_store_size=DEFAULTS["sample_store_size"], seed=DEFAULTS["seed"], reset_after=False,
+                 dropout_state=DEFAULTS["dropout_state"], logq_counts=False, device="auto"):
+        super().__init__()
+        p = gru4rec_params(
+            layers=layers, loss=loss, final_act=final_act, n_sample=n_sample, sample_alpha=sample_alpha, logq=logq,
+            bpreg=bpreg, embedding=embedding, constrained_embedding=constrained_embedding,
+            dropout_p_embed=dropout_p_embed, dropout_p_hidden=dropout_p_hidden, optimizer=optimizer,
+            learning_rate=learning_rate, momentum=momentum, batch_size=batch_size, n_epochs=n_epochs,
+            sample_store_size=sample_store_size, seed=seed, dropout_state=dropout_state)
+        # architecture
+        self.layers: list[int] = p["layers"]
+        self.embedding: int = p["embedding"]
+        self.constrained_embedding: bool = p["constrained_embedding"]
+        self.final_act: str = p["final_act"]
+        self.reset_after = bool(reset_after)
+        # loss and negatives
+        self.loss: str = p["loss"]
+        self.n_sample: int = p["n_sample"]
+        self.sample_alpha: float = p["sample_alpha"]
+        self.logq: float = p["logq"]
+        self.logq_counts = bool(logq_counts)
+        self.bpreg: float = p["bpreg"]
+        # regularisation
+        self.dropout_p_embed: float = p["dropout_p_embed"]
+        self.dropout_p_hidden: float = p["dropout_p_hidden"]
+        self.dropout_state: str = p["dropout_state"]
+        # optimisation
+        self.optimizer: str = p["optimizer"]
+        self.learning_rate: float = p["learning_rate"]
+        self.momentum: float = p["momentum"]
+        self.batch_size: int = p["batch_size"]
+        self.n_epochs: int = p["n_epochs"]
+        self.sample_store_size: int = p["sample_store_size"]
+        self.seed: int = p["seed"]
+        self.device = resolve_device(device)
+        # filled by init_weights / training
+        self.W = nn.ParameterDict()
+        self.item_ids: np.ndarray | None = None
+        self.popularity: np.ndarray | None = None
+        self.history: list[dict] = []
+        self.data_report: dict = {}
+        self._act = final_activation(self.final_act)
+        self._generator: torch.Generator | None = None  # dropout draws
+        self._H: list[torch.Tensor] | None = None  # the scorer's hidden states
+
+    @property
+    def params(self) -> dict:
+        """The constructor arguments (without ``device``), as saved with the model."""
+        return {**{name: getattr(self, name) for name in DEFAULTS}, "layers": list(self.layers), "reset_after": self.reset_after, "logq_counts": self.logq_counts}
+
+    @staticmethod
+    def prepare(df: pd.DataFrame, what: str = "train") -> tuple[pd.DataFrame, dict]:
+        """Validate a session frame and put it in training order (:func:`course_lib.sessions.prepare_sessions`)."""
+        return prepare_sessions(df, what)
+
+    # --- weights -----------------------------------------------------------------------------------
+    def init_weights(self, n_items: int) -> None:
+        """Draw the weights for ``n_items`` items from ``seed`` (each gate block on its own, as in
+        the authors' code) and start the dropout generator from ``seed + 1``."""
+        gen = torch_generator(self.seed, "cpu")
+        L, W = self.layers, {}
+        if self.constrained_embedding:
+            d_in = L[-1]
+        elif self.embedding:
+            d_in = self.embedding
+            W["E"] = _uniform((n_items, d_in), gen, n_items, d_in)
+        else:
+            d_in = n_items
+        for k, h in enumerate(L):
+            W[f"Wx{k}"] = torch.cat([_uniform((d_in, h), gen, d_in, h) for _ in range(3)], 1)  # (d_in, 3h)
+            W[f"Wrz{k}"] = torch.cat([_uniform((h, h), gen, h, h) for _ in range(2)], 1)  # (h, 2h)
+            W[f"Wh{k}"] = _uniform((h, h), gen, h, h)  # (h, h)
+            W[f"b{k}"] = torch.zeros(3 * h)
+            d_in = h
+        # output weights with the output bias as their last column (one gather, one matmul)
+        W["Wy"] = torch.cat([_uniform((n_items, L[-1]), gen, n_items, L[-1]), torch.zeros(n_items, 1)], 1)
+        self.W = nn.ParameterDict()  # new shapes: new parameters
+        self.load_weights(W, strict=False)
+        self._generator = torch_generator(self.seed + 1, self.device)
+
+    def load_weights(self, weights: dict, strict: bool = True) -> None:
+        """Copy a ``{name: tensor or array}`` dict into ``W`` (on the model's device); with ``strict``
+        the names and shapes must match the weights already there."""
+        if strict:
+            missing, unexpected = sorted(set(self.W) - set(weights)), sorted(set(weights) - set(self.W))
+            if missing or unexpected:
+                raise ValueError(f"the weights do not fit this GRU4Rec: missing {missing}, unexpected {unexpected}")
+        for name, value in weights.items():
+            value = value.detach() if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+            value = value.to(self.device, torch.float32)
+            if name in self.W and tuple(self.W[name].shape) == tuple(value.shape):
+                with torch.no_grad():
+                    self.W[name].copy_(value)  # in place: an optimiser built on W keeps working
+            elif strict:
+                raise ValueError(f"weight {name} has shape {tuple(value.shape)}, this model needs "
+                                 f"{tuple(self.W[name].shape)}")
+            else:
+                self.W[name] = nn.Parameter(value.clone())
+
+    @property
+    def row_weights(self) -> tuple[str, ...]:
+        """The item-indexed weights, which a step updates only on the rows it used."""
+        return ("Wy",) if self.constrained_embedding else ("Wy", "E") if self.embedding else ("Wy", "Wx0")
+
+    @property
+    def input_table(self) -> str:
+        """The weight whose rows are the input of an item: ``Wx0`` (one-hot: the row is ``W x``
+        of the first layer), ``E`` (embedding) or ``Wy`` (constrained embedding)."""
+        if self.constrained_embedding:
+            return "Wy"
+        return "E" if self.embedding else "Wx0"
+
+    def rows_used(self, x, cols) -> dict:
+        """The rows of each item-indexed weight that a step with inputs ``x`` and output columns
+        ``cols`` uses (repeats allowed): what ``RowOptimizer.step`` updates."""
+        if self.constrained_embedding:
+            return {"Wy": torch.cat([cols, x])}
+        return {"Wy": cols, self.input_table: x}
+
+    # --- the forward step ------------------------------------------------------------------------
+    def _dropout(self, x: torch.Tensor, p: float, rows_only: bool = False) -> torch.Tensor:
+        if p <= 0:
+            return x
+        shape = (x.shape[0], 1) if rows_only else x.shape
+        keep = torch.empty(shape, device=x.device).bernoulli_(1 - p, generator=self._generator)
+        return x * keep / (1 - p)
+
+    def gru_cell(self, k: int, gi: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """One GRU step of layer ``k`` (paper eqs. 2-5): ``gi`` (B, 3h) is ``W x + b`` of the gates
+        (r, z, candidate), ``h`` (B, h) the previous state; returns the new state (B, h)."""
+        n = h.shape[1]
+        rz = torch.sigmoid(gi[:, : 2 * n] + h @ self.W[f"Wrz{k}"])  # (B, 2h)
+        r, z = rz[:, :n], rz[:, n:]
+        if self.reset_after:  # the authors' first PyTorch commit, torch.nn.GRUCell: r * (U h)
+            cand = torch.tanh(gi[:, 2 * n :] + r * (h @ self.W[f"Wh{k}"]))
+        else:  # eq. 4, the authors' Theano code and current PyTorch code: U (r * h)
+            cand = torch.tanh(gi[:, 2 * n :] + (r * h) @ self.W[f"Wh{k}"])  # (B, h)
+        return (1 - z) * h + z * cand  # eq. 2
+
+    def input_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """The input rows of items ``x`` (B,): (B, 3h0) rows of ``Wx0`` (one-hot), (B, embedding)
+        rows of ``E``, or (B, h_last) rows of ``Wy`` without the bias (constrained embedding)."""
+        rows = self.W[self.input_table].index_select(0, x)
+        return rows[:, :-1] if self.constrained_embedding else rows
+
+    def input_gates(self, x_rows: torch.Tensor, train: bool) -> torch.Tensor:
+        """Gate pre-activations of the first layer (B, 3h0) from the input rows (with input dropout
+        when ``train``). One-hot input: a row already is ``W x``, and dropping the one input unit
+        removes the whole row."""
+        if self.embedding or self.constrained_embedding:
+            x_rows = self._dropout(x_rows, self.dropout_p_embed) if train else x_rows
+            return x_rows @ self.W["Wx0"] + self.W["b0"]
+        x_rows = self._dropout(x_rows, self.dropout_p_embed, rows_only=True) if train else x_rows
+        return x_rows + self.W["b0"]
+
+    def hidden_layers(self, gi0: torch.Tensor, hidden: list[torch.Tensor], train: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Every GRU layer for one step from the first layer's gate inputs ``gi0``: the last layer's
+        output (B, h_last) and the new states (the dropped-out ones with ``dropout_state="dropped"``)."""
+        new_h, gi, out = [], gi0, None
+        for k in range(len(self.layers)):
+            if k > 0:
+                gi = out @ self.W[f"Wx{k}"] + self.W[f"b{k}"]
+            h = self.gru_cell(k, gi, hidden[k])
+            out = self._dropout(h, self.dropout_p_hidden) if train else h
+            new_h.append(out if self.dropout_state == "dropped" else h)
+        return out, new_h
+
+    def forward(self, x: torch.Tensor, hidden: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One step of every slot: items ``x`` (B,) (score columns), states ``hidden`` (one (B, h_k)
+        per layer). Returns the output (B, h_last) and the new states; dropout when ``self.training``."""
+        return self.hidden_layers(self.input_gates(self.input_rows(x), self.training), hidden, self.training)
+
+    def score_items(self, out: torch.Tensor, cols: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores (B, C) of the items ``cols`` (C,) (all items when None) for the outputs ``out``
+        (B, h_last), through the final activation."""
+        rows = self.W["Wy"] if cols is None else self.W["Wy"].index_select(0, cols)
+        return self._score_rows(out, rows)
+
+    def _score_rows(self, out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``act([out, 1] @ rows.T)``: rows (C, h_last + 1) of ``Wy``, the 1 multiplies the bias."""
+        return self._act(torch.cat([out, out.new_ones(out.shape[0], 1)], 1) @ rows.T)
+
+    def loss_function(self, scores: torch.Tensor, log_q: torch.Tensor | None = None) -> torch.Tensor:
+        """The configured loss of (B, B + S) scores (``log_q`` (B + S,) for ``logq``), averaged over rows."""
+        if self.loss == "cross-entropy":
+            return cross_entropy_loss(scores, log_q, self.logq)
+        if self.loss == "bpr-max":
+            return bpr_max_loss(scores, self.bpreg)
+        return {"top1-max": top1_max_loss, "bpr": bpr_loss, "top1": top1_loss}[self.loss](scores)
+
+    # --- training --------------------------------------------------------------------------------
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None, progress: bool = True,
+            eval_cutoff: int = 20, step_fn: Callable | None = None,
+            make_optimizer: Callable | None = None) -> "GRU4Rec":
+        """Train on ``train`` (SessionId, ItemId, Time) with :func:`train_gru4rec` (see there for
+        ``step_fn`` and ``make_optimizer``); evaluate on ``valid`` after each epoch when given."""
+        return train_gru4rec(self, train, valid, progress=progress, eval_cutoff=eval_cutoff, step_fn=step_fn,
+                             make_optimizer=make_optimizer)
+
+    # --- session scorer protocol --------------------------------------------------------------------
+    def _check_fitted(self):
+        if self.item_ids is None:
+            raise ValueError("this GRU4Rec is not trained yet: call fit(train) or GRU4Rec.load(path) first")
+
+    def reset(self, n_slots: int) -> None:
+        """Fresh zero hidden states for ``n_slots`` parallel sessions."""
+        self._check_fitted()
+        self._H = [torch.zeros(int(n_slots), h, device=self.device) for h in self.layers]
+
+    def reset_slots(self, mask) -> None:
+        """Zero the hidden state of the slots where ``mask`` is True (a new session starts there)."""
+        m = torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device).unsqueeze(1)
+        self._H = [h.masked_fill(m, 0.0) for h in self._H]
+
+    def keep_slots(self, mask) -> None:
+        """Keep only the slots where ``mask`` is True, in order (finished slots leave the batch)."""
+        m = torch.as_tensor(np.flatnonzero(np.asarray(mask, dtype=bool)), device=self.device)
+        self._H = [h.index_select(0, m) for h in self._H]
+
+    @torch.no_grad()
+    def score_next(self, item_idx) -> np.ndarray:
+        """Scores (n_slots, n_items) of every training item as the next click of each slot (numpy)."""
+        return self._scores_next(item_idx).cpu().numpy()
+
+    @torch.no_grad()
+    def rank_next(self, item_idx, targets, ties: str = "average") -> np.ndarray:
+        """The 1-based rank (n_slots,) of ``targets`` (a column per slot) among the scores that
+        :meth:`score_next` would return, with ``ties`` as in ``course_lib.metrics.rank_of_targets``;
+        computed where the scores are (CPU or GPU), so no score matrix is copied."""
+        from course_lib.torch_models.ranking import rank_of_targets
+
+        return rank_of_targets(self._scores_next(item_idx), targets, ties)
+
+    def _scores_next(self, item_idx) -> torch.Tensor:
+        idx = check_slot_items(item_idx, self._H, self.item_ids)
+        x = torch.as_tensor(idx, device=self.device)
+        out, self._H = self.hidden_layers(self.input_gates(self.input_rows(x), False), self._H, False)
+        return self.score_items(out)
+
+    # --- persistence -----------------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Hyperparameters, items, weights, history and data report in one file (``torch.save``)."""
+        self._check_fitted()
+        torch.save({"params": self.params, "item_ids": self.item_ids, "popularity": self.popularity,
+                    "weights": {k: v.detach().cpu() for k, v in self.W.items()}, "history": self.history,
+                    "data_report": self.data_report}, path)
+
+    @classmethod
+    def load(cls, path, device="auto") -> "GRU4Rec":
+        """A model saved by :meth:`save` (files of earlier course versions load too)."""
+        try:
+            blob = torch.load(path, weights_only=False, map_location="cpu")
+        except Exception as exc:  # torch.load raises many kinds (pickle, zip, OS) on a file that is not one
+            raise ValueError(f"{path} is not a saved GRU4Rec ({type(exc).__name__}: {exc}); save one with "
+                             "model.save(path)") from None
+        if not isinstance(blob, dict) or not {"params", "item_ids", "weights"} <= set(blob):
+            raise ValueError(f"{path} is not a GRU4Rec saved by course_lib (no params/item_ids/weights in it)")
+        model = cls(**blob["params"], device=device)
+        model.item_ids, model.popularity = blob["item_ids"], blob.get("popularity")
+        model.history, model.data_report = blob.get("history", []), blob.get("data_report", {})
+        model.load_weights(blob["weights"], strict=False)
+        return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimiser: Adagrad with momentum as in the authors' code, or Adam; both update only the rows of
 # the item matrices that the mini-batch touched.
 # ---------------------------------------------------------------------------------------------
-class _RowOptimizer:
-    """Updates a parameter (whole or a set of rows ``idx``) from its gradient.
+class RowOptimizer:
+    """Updates the weights of a :class:`GRU4Rec`, item-indexed ones only on the rows a step used.
 
     adagrad: ``G += g**2; v = momentum * v + lr * g / sqrt(G + eps); w -= v`` (no momentum: v is the
     step). adam: Kingma & Ba with a global step count, rows updated lazily like SparseAdam.
+
+    Two ways to use it: :func:`train_step` calls :meth:`tick` and then :meth:`update` per weight
+    with the gradient of the rows it gathered; a hand-written step calls ``loss.backward()`` and
+    then :meth:`step` with the rows it used (``model.rows_used(x, cols)``), which does the same
+    from the ``.grad`` of ``model.W``.
     """
 
-    def __init__(self, params: dict[str, torch.Tensor], method: str, lr: float, momentum: float,
-                 eps: float = 1e-6, betas=(0.9, 0.999)):
+    def __init__(self, params: dict[str, torch.Tensor], method: str = "adagrad", lr: float = 0.05,
+                 momentum: float = 0.0, eps: float = 1e-6, betas=(0.9, 0.999)):
+        self.params = params
         self.method, self.lr, self.momentum, self.eps, self.betas = method, lr, momentum, eps, betas
-        self.state = {name: [torch.zeros_like(p), torch.zeros_like(p)] for name, p in params.items()}
+        self.state = {name: [torch.zeros_like(p.detach()), torch.zeros_like(p.detach())] for name, p in params.items()}
         self.t = 0
 
-    def tick(self):
+    @classmethod
+    def for_model(cls, model: GRU4Rec) -> "RowOptimizer":
+        """The optimiser that ``model``'s settings ask for (``optimizer``, ``learning_rate``, ``momentum``)."""
+        return cls(model.W, model.optimizer, model.learning_rate, model.momentum)
+
+    def tick(self) -> None:
+        """Count one step (Adam's bias correction)."""
         self.t += 1
 
     @torch.no_grad()
@@ -187,305 +540,22 @@ class _RowOptimizer:
         else:
             param.index_add_(0, idx, step, alpha=-1.0)
 
-
-# ---------------------------------------------------------------------------------------------
-# The model
-# ---------------------------------------------------------------------------------------------
-def _uniform(shape, gen, fan_in, fan_out, device):
-    """Uniform in +-sqrt(6 / (fan_in + fan_out)) (the initialisation of the paper's code)."""
-    a = float(np.sqrt(6.0 / (fan_in + fan_out)))
-    return torch.empty(shape, device=device).uniform_(-a, a, generator=gen)
-
-
-class GRU4Rec:
-    """Session-based recommender with GRU layers; every training feature switchable by name.
-
-    Parameters follow the authors' code: ``layers`` (hidden sizes), ``loss`` (one of
-    :data:`LOSSES`), ``final_act``, ``n_sample``, ``sample_alpha``, ``logq``, ``bpreg``,
-    ``embedding`` (0 = one-hot input), ``constrained_embedding``, ``dropout_p_embed``,
-    ``dropout_p_hidden``, ``optimizer`` ("adagrad" with ``momentum`` or "adam"),
-    ``learning_rate``, ``batch_size``, ``n_epochs``, ``sample_store_size``, ``seed``, ``device``.
-
-    Three switches name where the authors' two implementations differ from each other or from us
-    (``course bench gru4rec-official`` measures them): ``reset_after`` (False: the candidate state
-    is ``tanh(W x + U (r * h))`` as in the paper's eq. 4 and the authors' Theano code; True:
-    ``tanh(W x + r * (U h))`` as in their PyTorch code, which uses ``torch.nn.GRUCell``);
-    ``dropout_state`` ("dropped", the default: the next step starts from the dropped-out hidden
-    state, as in both of the authors' codes; "kept": from the undropped one); ``logq_counts`` (False: log q is
-    a log-probability; True: the log of the raw counts ``n_j`` for targets and ``n_j ** sample_alpha``
-    for samples, as the authors' PyTorch code; the two differ by a shift of the sampled columns).
-
-    Use ``fit(train)`` with a frame of ``SessionId``, ``ItemId``, ``Time``; afterwards the model
-    scores items through the session scorer protocol. ``history`` holds one dict per epoch and
-    ``data_report`` what was dropped or re-sorted on the way in.
-    """
-
-    def __init__(self, layers=(100,), loss="cross-entropy", final_act="linear", n_sample=2048,
-                 sample_alpha=0.75, logq=0.0, bpreg=1.0, embedding=0, constrained_embedding=False,
-                 dropout_p_embed=0.0, dropout_p_hidden=0.0, optimizer="adagrad", learning_rate=0.05,
-                 momentum=0.0, batch_size=32, n_epochs=10, sample_store_size=10_000_000, seed=0,
-                 reset_after=False, dropout_state="dropped", logq_counts=False, device="auto"):
-        params = gru4rec_params(
-            layers=layers, loss=loss, final_act=final_act, n_sample=n_sample, sample_alpha=sample_alpha, logq=logq,
-            bpreg=bpreg, embedding=embedding, constrained_embedding=constrained_embedding,
-            dropout_p_embed=dropout_p_embed, dropout_p_hidden=dropout_p_hidden, optimizer=optimizer,
-            learning_rate=learning_rate, momentum=momentum, batch_size=batch_size, n_epochs=n_epochs,
-            sample_store_size=sample_store_size, seed=seed, dropout_state=dropout_state)
-        # plus this track's keys, in the key order saved models have always had
-        state = params.pop("dropout_state")
-        self.params = dict(params, reset_after=bool(reset_after), dropout_state=state, logq_counts=bool(logq_counts))
-        for k, v in self.params.items():
-            setattr(self, k, v)
-        self.device = resolve_device(device)
-        self._act = final_activation(final_act)
-        self.history: list[dict] = []
-        self.data_report: dict = {}
-        self.item_ids: np.ndarray | None = None
-        self.W: dict[str, torch.Tensor] = {}
-        self._H: list[torch.Tensor] | None = None
-
-    # --- data --------------------------------------------------------------------------------
-    @staticmethod
-    def prepare(df: pd.DataFrame, what: str = "train") -> tuple[pd.DataFrame, dict]:
-        """Validate a session frame and put it in training order (:func:`course_lib.sessions.prepare_sessions`)."""
-        return prepare_sessions(df, what)
-
-    # --- parameters ----------------------------------------------------------------------------
-    def _init_weights(self, n_items: int):
-        gen = torch_generator(self.seed, "cpu")
-        dev, L = "cpu", self.layers
-        W: dict[str, torch.Tensor] = {}
-        if self.constrained_embedding:
-            d_in = L[-1]
-        elif self.embedding:
-            d_in = self.embedding
-            W["E"] = _uniform((n_items, d_in), gen, n_items, d_in, dev)
-        else:
-            d_in = n_items
-        for k, h in enumerate(L):
-            # input weights of the three gates (r, z, candidate), each block initialised on its own
-            W[f"Wx{k}"] = torch.cat([_uniform((d_in, h), gen, d_in, h, dev) for _ in range(3)], 1)  # (d_in, 3h)
-            W[f"Wrz{k}"] = torch.cat([_uniform((h, h), gen, h, h, dev) for _ in range(2)], 1)  # (h, 2h)
-            W[f"Wh{k}"] = _uniform((h, h), gen, h, h, dev)  # (h, h)
-            W[f"b{k}"] = torch.zeros(3 * h)
-            d_in = h
-        # output weights with the output bias By as their last column (one gather, one matmul)
-        W["Wy"] = torch.cat([_uniform((n_items, L[-1]), gen, n_items, L[-1], dev), torch.zeros(n_items, 1)], 1)
-        self.W = {k: v.to(self.device) for k, v in W.items()}
-        # the item-indexed matrices get row-wise (sparse) updates
-        self._row_params = {"Wy", "E"} | ({"Wx0"} if not (self.embedding or self.constrained_embedding) else set())
-        self._gen = torch_generator(self.seed + 1, self.device)
-
-    # --- forward ---------------------------------------------------------------------------------
-    def _dropout(self, x: torch.Tensor, p: float, rows_only: bool = False) -> torch.Tensor:
-        if p <= 0:
-            return x
-        shape = (x.shape[0], 1) if rows_only else x.shape
-        keep = torch.empty(shape, device=x.device).bernoulli_(1 - p, generator=self._gen)
-        return x * keep / (1 - p)
-
-    def _gru(self, k: int, gi: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """One GRU step (paper eqs. 2-5): gi (B, 3h) is W x + b of the three gates."""
-        n = h.shape[1]
-        rz = torch.sigmoid(gi[:, : 2 * n] + h @ self.W[f"Wrz{k}"])  # (B, 2h)
-        r, z = rz[:, :n], rz[:, n:]
-        if self.reset_after:  # the authors' PyTorch code (torch.nn.GRUCell, cuDNN): r * (U h)
-            cand = torch.tanh(gi[:, 2 * n :] + r * (h @ self.W[f"Wh{k}"]))
-        else:  # eq. 4 and the authors' Theano code: U (r * h)
-            cand = torch.tanh(gi[:, 2 * n :] + (r * h) @ self.W[f"Wh{k}"])  # (B, h)
-        return (1 - z) * h + z * cand  # eq. 2
-
-    def _input_gates(self, x_rows: torch.Tensor, train: bool) -> torch.Tensor:
-        """Gate pre-activations of the first layer from the input rows (B, 3h0)."""
-        if self.embedding or self.constrained_embedding:
-            x_rows = self._dropout(x_rows, self.dropout_p_embed) if train else x_rows
-            return x_rows @ self.W["Wx0"] + self.W["b0"]
-        # one-hot input: x_rows already is the row of Wx0 of the clicked item; dropping the one-hot
-        # input unit removes the whole row
-        x_rows = self._dropout(x_rows, self.dropout_p_embed, rows_only=True) if train else x_rows
-        return x_rows + self.W["b0"]
-
-    def _layers(self, gi0: torch.Tensor, H: list[torch.Tensor], train: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        new_h, gi, out = [], gi0, None
-        for k in range(len(self.layers)):
-            if k > 0:
-                gi = out @ self.W[f"Wx{k}"] + self.W[f"b{k}"]
-            h = self._gru(k, gi, H[k])
-            out = self._dropout(h, self.dropout_p_hidden) if train else h
-            new_h.append(out if self.dropout_state == "dropped" else h)
-        return out, new_h
-
-    def _input_table(self) -> str:
-        if self.constrained_embedding:
-            return "Wy"
-        return "E" if self.embedding else "Wx0"
-
-    # --- training --------------------------------------------------------------------------------
-    def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None, progress: bool = True,
-            eval_cutoff: int = 20) -> "GRU4Rec":
-        """Train on ``train`` (SessionId, ItemId, Time); evaluate on ``valid`` after each epoch.
-
-        Items are the distinct ``ItemId`` of ``train``; ``history`` gets the mean loss, events and
-        events/s of each epoch (and Recall/MRR@``eval_cutoff`` on ``valid`` when given).
-        """
-        self.data_report, self.item_ids, item_idx, offsets, pop = training_arrays(train)
-        n_items = len(self.item_ids)
-        self.popularity = pop
-        self._init_weights(n_items)
-        dev = self.device
-        items_t = torch.as_tensor(item_idx, dtype=torch.long, device=dev)
-        # log q of a column: targets follow popularity, samples popularity ** alpha; as probabilities,
-        # or (logq_counts, the authors' PyTorch code) as the raw counts n_j and n_j ** alpha
-        p_target = pop / pop.sum()
-        p_sample = pop**self.sample_alpha / (pop**self.sample_alpha).sum()
-        q_target, q_sample = (pop, pop**self.sample_alpha) if self.logq_counts else (p_target, p_sample)
-        log_p_target = torch.as_tensor(np.log(q_target), dtype=torch.float32, device=dev)
-        log_p_sample = torch.as_tensor(np.log(q_sample), dtype=torch.float32, device=dev)
-        # the steps are the same every epoch: build their index tensors once, so an epoch does no
-        # numpy -> torch conversion and no per-step gathers of the item array
-        steps = _step_tensors(offsets, self.batch_size, items_t)
-        sampler = _SampleStore(p_sample, self.n_sample, self.sample_store_size, self.seed + 2, dev,
-                               max_chunks=len(steps) * self.n_epochs)
-        opt = _RowOptimizer(self.W, self.optimizer, self.learning_rate, self.momentum)
-        n_pairs = len(item_idx) - (len(offsets) - 1)  # (input, target) pairs: events minus sessions
-        loss_fn = self._loss_fn()
-        self.history = []
-        for epoch in range(self.n_epochs):
-            t0, total, n_ev = time.perf_counter(), 0.0, 0
-            H = [torch.zeros(min(self.batch_size, len(offsets) - 1), h, device=dev) for h in self.layers]
-            bar = tqdm(total=n_pairs, desc=f"epoch {epoch + 1}/{self.n_epochs}", disable=not progress,
-                       leave=False, unit="ev")
-            for step_i, (slots, x, y, reset) in enumerate(steps):
-                # slots is None while every slot is busy (most steps): the states are used whole
-                h_in = H if slots is None else [h.index_select(0, slots) for h in H]
-                if reset is not None:
-                    h_in = [h.masked_fill(reset, 0.0) for h in h_in]
-                loss, h_new = self._train_step(x, y, h_in, sampler, log_p_target, log_p_sample, loss_fn, opt)
-                if slots is None:
-                    H = h_new  # one-step BPTT: the state is carried without its graph
-                else:
-                    for h, hn in zip(H, h_new):
-                        h.index_copy_(0, slots, hn)
-                if not np.isfinite(loss):
-                    raise ValueError(f"loss became {loss} at epoch {epoch + 1}, step {step_i}: lower "
-                                     f"learning_rate (now {self.learning_rate}) or use another loss")
-                total += loss * len(x)
-                n_ev += len(x)
-                if step_i % 50 == 0:
-                    bar.update(n_ev - bar.n)
-            bar.update(n_ev - bar.n)
-            bar.close()
-            secs = time.perf_counter() - t0
-            rec = {"epoch": epoch + 1, "loss": total / max(n_ev, 1), "events": n_ev,
-                   "seconds": secs, "events_per_s": n_ev / secs}
-            if valid is not None:
-                from course_lib.evaluation import evaluate_sessions
-
-                res = evaluate_sessions(self, valid, cutoffs=(eval_cutoff,))
-                rec.update({k: v for k, v in res.items() if "@" in k})  # Recall@K, MRR@K on valid
-            self.history.append(rec)
-        return self
-
-    def _loss_fn(self):
-        if self.loss == "cross-entropy":
-            return lambda s, log_q: cross_entropy_loss(s, log_q, self.logq)
-        if self.loss == "bpr-max":
-            return lambda s, log_q: bpr_max_loss(s, self.bpreg)
-        return {"top1-max": lambda s, q: top1_max_loss(s), "bpr": lambda s, q: bpr_loss(s),
-                "top1": lambda s, q: top1_loss(s)}[self.loss]
-
-    def _train_step(self, x, y, h_in, sampler, log_p_target, log_p_sample, loss_fn, opt):
-        W, B = self.W, len(x)
-        sample = sampler.next()
-        cols = torch.cat([y, sample]) if sample is not None else y  # (C,) = (B + S,) output items
-        C = len(cols)
-        # Gather the rows the step needs of every item-indexed matrix as new leaves, so gradient and
-        # update touch only those rows; `inv` maps each use to its (unique) row.
-        table = self._input_table()
-        out_idx = torch.cat([cols, x]) if table == "Wy" else cols
-        uniq_o, inv_o = _unique_rows(out_idx, len(self.item_ids))
-        leaves = {"Wy": (uniq_o, W["Wy"].index_select(0, uniq_o).requires_grad_())}
-        if table != "Wy":
-            uniq_i, inv_i = _unique_rows(x, len(self.item_ids))
-            leaves[table] = (uniq_i, W[table].index_select(0, uniq_i).requires_grad_())
-            x_rows = leaves[table][1].index_select(0, inv_i)  # (B, 3h0) one-hot rows of Wx0, or (B, emb)
-        else:
-            x_rows = leaves["Wy"][1].index_select(0, inv_o[C:])[:, :-1]  # (B, h_last): the constrained embedding
-        dense = [n for n in W if n not in self._row_params]
-        for n in dense:
-            W[n].requires_grad_()
-        out, h_new = self._layers(self._input_gates(x_rows, True), h_in, True)  # (B, h_last)
-        out = torch.cat([out, out.new_ones(B, 1)], 1)  # (B, h_last + 1): the 1 multiplies the bias
-        scores = self._act(out @ leaves["Wy"][1].index_select(0, inv_o[:C]).T)  # (B, C)
-        log_q = None
-        if self.logq:
-            log_q = log_p_target[y] if sample is None else torch.cat([log_p_target[y], log_p_sample[sample]])
-        loss = loss_fn(scores, log_q)
-        # a shrunken tail batch weighs in proportion to its size, as in the authors' code
-        grads = torch.autograd.grad(loss * (B / self.batch_size), [leaf for _, leaf in leaves.values()] + [W[n] for n in dense])
-        opt.tick()
-        with torch.no_grad():
-            for (name, (uniq, _)), g in zip(leaves.items(), grads):
-                opt.update(name, W[name], g, uniq)
-            for n, g in zip(dense, grads[len(leaves):]):
-                W[n].requires_grad_(False)
-                opt.update(n, W[n], g)
-        return loss.item(), [h.detach() for h in h_new]
-
-    # --- session scorer protocol --------------------------------------------------------------------
-    def _check_fitted(self):
-        if self.item_ids is None:
-            raise ValueError("this GRU4Rec is not trained yet: call fit(train) or GRU4Rec.load(path) first")
-
-    def reset(self, n_slots: int) -> None:
-        """Fresh zero hidden states for ``n_slots`` parallel sessions."""
-        self._check_fitted()
-        self._H = [torch.zeros(int(n_slots), h, device=self.device) for h in self.layers]
-
-    def reset_slots(self, mask) -> None:
-        """Zero the hidden state of the slots where ``mask`` is True (a new session starts there)."""
-        m = torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device).unsqueeze(1)
-        self._H = [h.masked_fill(m, 0.0) for h in self._H]
-
     @torch.no_grad()
-    def score_next(self, item_idx) -> torch.Tensor:
-        """Scores (n_slots, n_items) of every training item as the next click of each slot."""
-        idx = check_slot_items(item_idx, getattr(self, "_H", None), self.item_ids)
-        x = torch.as_tensor(idx, device=self.device)
-        table = self.W[self._input_table()]
-        x_rows = table[x, :-1] if self.constrained_embedding else table[x]
-        out, self._H = self._layers(self._input_gates(x_rows, False), self._H, False)
-        return self._act(out @ self.W["Wy"][:, :-1].T + self.W["Wy"][:, -1])
+    def step(self, rows: dict[str, torch.Tensor] | None = None) -> None:
+        """One update from the ``.grad`` of every weight: the weights named in ``rows`` only on those
+        rows (item columns, repeats allowed), the others whole; then the gradients are cleared."""
+        self.tick()
+        rows = rows or {}
+        for name, param in self.params.items():
+            if param.grad is None:
+                continue
+            if name in rows:
+                idx = torch.unique(torch.as_tensor(rows[name], device=param.device))
+                self.update(name, param, param.grad.index_select(0, idx), idx)
+            else:
+                self.update(name, param, param.grad)
+            param.grad = None
 
-    # --- persistence -----------------------------------------------------------------------------
-    def save(self, path) -> None:
-        self._check_fitted()
-        torch.save({"params": self.params, "item_ids": self.item_ids, "popularity": self.popularity,
-                    "weights": {k: v.cpu() for k, v in self.W.items()}, "history": self.history,
-                    "data_report": self.data_report}, path)
-
-    @classmethod
-    def load(cls, path, device="auto") -> "GRU4Rec":
-        blob = torch.load(path, weights_only=False)
-        model = cls(**blob["params"], device=device)
-        model.item_ids, model.popularity = blob["item_ids"], blob["popularity"]
-        model.history, model.data_report = blob["history"], blob["data_report"]
-        model.W = {k: v.to(model.device) for k, v in blob["weights"].items()}
-        return model
-
-
-def _step_tensors(offsets: np.ndarray, batch_size: int, items_t: torch.Tensor) -> list[tuple]:
-    """The steps of :func:`session_parallel_batches` as tensors ``(slots, x, y, reset)``: ``x``/``y``
-    (n_active,) input and target item columns; ``slots`` None while all slots are active, else the
-    active slot indices; ``reset`` None when no session starts, else an (n_active, 1) bool mask."""
-    dev, steps = items_t.device, []
-    n_slots = min(batch_size, len(offsets) - 1)
-    for step in session_parallel_batches(offsets, batch_size):
-        slots = None if len(step.slots) == n_slots else torch.as_tensor(step.slots, device=dev)
-        reset = torch.as_tensor(step.reset, device=dev).unsqueeze(1) if step.reset.any() else None
-        steps.append((slots, items_t[torch.as_tensor(step.inp, device=dev)],
-                      items_t[torch.as_tensor(step.out, device=dev)], reset))
-    return steps
 
 def _unique_rows(idx: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Sorted distinct values of ``idx`` (all in [0, n)) and the position of each entry among them.
@@ -501,13 +571,166 @@ def _unique_rows(idx: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]
     return uniq, (mark.cumsum(0) - 1)[idx]
 
 
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+def train_step(model: GRU4Rec, batch: Batch, hidden: list[torch.Tensor], optimizer: RowOptimizer) -> tuple[float, list[torch.Tensor]]:
+    """One training step of session-parallel mini-batches: the library's reference step.
+
+    Zeroes the states of the slots where ``batch.reset`` is set, runs the GRU for ``batch.x``,
+    scores the targets ``batch.y`` and the samples ``batch.sample``, takes the loss, its gradient
+    (times ``batch.weight``) and one optimiser update. Returns the loss (a float) and the new states
+    (one (B, h_k) tensor per layer; the trainer detaches them: one-step BPTT).
+
+    For speed, the rows of the item matrices that the step uses are gathered once as new leaves,
+    so the gradient and the update touch only those rows (the authors' sparse updates); the numbers
+    are those of the plain version (full tables, ``loss.backward()``, ``optimizer.step(rows)``) shown
+    in :func:`train_gru4rec`.
+    """
+    W, B = model.W, len(batch.x)
+    if batch.reset is not None:
+        hidden = [h.masked_fill(batch.reset, 0.0) for h in hidden]
+    x, y, sample = batch.x, batch.y, batch.sample
+    cols = y if sample is None else torch.cat([y, sample])  # (C,) = (B + S,) output items
+    C, n_items = len(cols), W["Wy"].shape[0]
+    # Gather the rows the step needs of every item-indexed matrix as new leaves; `inv` maps each use
+    # to its (unique) row.
+    table = model.input_table
+    uniq_o, inv_o = _unique_rows(torch.cat([cols, x]) if table == "Wy" else cols, n_items)
+    leaves = {"Wy": (uniq_o, W["Wy"].detach().index_select(0, uniq_o).requires_grad_())}
+    if table != "Wy":
+        uniq_i, inv_i = _unique_rows(x, n_items)
+        leaves[table] = (uniq_i, W[table].detach().index_select(0, uniq_i).requires_grad_())
+        x_rows = leaves[table][1].index_select(0, inv_i)  # (B, 3h0) one-hot rows of Wx0, or (B, emb)
+    else:
+        x_rows = leaves["Wy"][1].index_select(0, inv_o[C:])[:, :-1]  # (B, h_last): the constrained embedding
+    dense = [n for n in W if n not in model.row_weights]
+    out, new_hidden = model.hidden_layers(model.input_gates(x_rows, True), hidden, True)  # (B, h_last)
+    scores = model._score_rows(out, leaves["Wy"][1].index_select(0, inv_o[:C]))  # (B, C)
+    loss = model.loss_function(scores, batch.log_q)
+    grads = torch.autograd.grad(loss * batch.weight, [leaf for _, leaf in leaves.values()] + [W[n] for n in dense])
+    optimizer.tick()
+    for (name, (uniq, _)), g in zip(leaves.items(), grads):
+        optimizer.update(name, W[name], g, uniq)
+    for n, g in zip(dense, grads[len(leaves):]):
+        optimizer.update(n, W[n], g)
+    return loss.item(), new_hidden
+
+
+def _step_tensors(offsets: np.ndarray, batch_size: int, items_t: torch.Tensor) -> list[tuple]:
+    """The steps of :func:`session_parallel_batches` as tensors ``(slots, x, y, reset)``: ``x``/``y``
+    (n_active,) input and target item columns; ``slots`` None while all slots are active, else the
+    active slot indices; ``reset`` None when no session starts, else an (n_active, 1) bool mask."""
+    dev, steps = items_t.device, []
+    n_slots = min(batch_size, len(offsets) - 1)
+    for step in session_parallel_batches(offsets, batch_size):
+        slots = None if len(step.slots) == n_slots else torch.as_tensor(step.slots, device=dev)
+        reset = torch.as_tensor(step.reset, device=dev).unsqueeze(1) if step.reset.any() else None
+        steps.append((slots, items_t[torch.as_tensor(step.inp, device=dev)],
+                      items_t[torch.as_tensor(step.out, device=dev)], reset))
+    return steps
+
+
 class _SampleStore(SampleStore):
-    """:class:`course_lib.sessions.SampleStore` with each store moved to ``device`` as a tensor
-    (``device=None`` keeps numpy); the same draws, so both tracks see the same negatives."""
+    """:class:`course_lib.sessions.SampleStore` with each store moved to ``device`` as a tensor;
+    the same draws, so both tracks see the same negatives."""
 
     def __init__(self, p: np.ndarray, n_sample: int, store_size: int, seed: int, device, max_chunks: int):
         super().__init__(p, n_sample, store_size, seed, max_chunks)
         self.device = device
 
     def _convert(self, draw: np.ndarray):
-        return draw if self.device is None else torch.as_tensor(draw, device=self.device)
+        return torch.as_tensor(draw, device=self.device)
+
+
+def train_gru4rec(model: GRU4Rec, train: pd.DataFrame, valid: pd.DataFrame | None = None, *, progress: bool = True,
+                  eval_cutoff: int = 20, step_fn: Callable | None = None,
+                  make_optimizer: Callable | None = None) -> GRU4Rec:
+    """Train ``model`` on ``train`` (SessionId, ItemId, Time) for ``model.n_epochs`` epochs.
+
+    The loop prepares the data (items = the distinct ``ItemId``; length-1 sessions dropped and
+    counted), draws the weights (``model.init_weights``), builds the session-parallel steps and the
+    negatives, and keeps the hidden state of every slot between steps. Each step it calls::
+
+        loss, new_hidden = step_fn(model, batch, hidden, optimizer)
+
+    * ``batch``: a :class:`course_lib.sessions.Batch` of tensors on ``model.device``: ``x``, ``y``
+      (B,) columns of the current and the next item, ``sample`` (S,) extra negatives or None,
+      ``reset`` (B, 1) bool or None (zero those slots' states first), ``log_q`` (B + S,) or None,
+      ``weight`` = B / batch_size (multiply the loss by it before the gradient);
+    * ``hidden``: one (B, h_k) tensor per layer, the states of the active slots as the last step
+      left them (not yet reset);
+    * ``optimizer``: ``make_optimizer(model)``, called once the weights exist; by default
+      ``RowOptimizer.for_model(model)``; a learner may pass e.g.
+      ``lambda m: torch.optim.Adagrad(m.parameters(), lr=0.1)`` and step it the usual way;
+    * it returns the loss of the step (a float or a scalar tensor) and the new states, which the
+      loop detaches and keeps for the next step of each slot.
+
+    ``step_fn`` defaults to :func:`train_step`. A learner's own step (or a ``GRU4Rec`` subclass that
+    overrides ``gru_cell``, ``forward`` or ``loss_function``) plugs in here; for example, the plain
+    version of the library's step, which gives the same numbers::
+
+        def my_step(model, batch, hidden, optimizer):
+            if batch.reset is not None:
+                hidden = [h.masked_fill(batch.reset, 0.0) for h in hidden]
+            cols = batch.y if batch.sample is None else torch.cat([batch.y, batch.sample])
+            out, new_hidden = model(batch.x, hidden)            # (B, h_last), dropout on
+            loss = model.loss_function(model.score_items(out, cols), batch.log_q)
+            (loss * batch.weight).backward()
+            optimizer.step(model.rows_used(batch.x, cols))  # RowOptimizer: only the rows used
+            return loss, new_hidden
+
+    A NaN or infinite loss stops training with :class:`course_lib.validation.TrainingDiverged`
+    naming the epoch and step. ``history`` gets the mean loss, events and events/s of each epoch
+    (and Recall/MRR@``eval_cutoff`` on ``valid``). Returns ``model``.
+    """
+    step_fn = train_step if step_fn is None else step_fn
+    if not callable(step_fn):
+        raise ValueError(f"step_fn must be a function (model, batch, hidden, optimizer) -> (loss, new_hidden), "
+                         f"got {type(step_fn).__name__}")
+    data = training_data(train, model.n_sample, model.sample_alpha, model.batch_size, sum(model.layers),
+                         model.sample_store_size, model.logq_counts)
+    model.data_report, model.item_ids, model.popularity = data.report, data.item_ids, data.popularity
+    model.init_weights(len(data.item_ids))
+    model.train()
+    dev = model.device
+    log_q_target = torch.as_tensor(data.log_q_target, dtype=torch.float32, device=dev)
+    log_q_sample = torch.as_tensor(data.log_q_sample, dtype=torch.float32, device=dev)
+    # the steps are the same every epoch: build their index tensors once, so an epoch does no
+    # numpy -> torch conversion and no per-step gathers of the item array
+    steps = _step_tensors(data.offsets, model.batch_size, torch.as_tensor(data.item_idx, dtype=torch.long, device=dev))
+    sampler = _SampleStore(data.p_sample, data.n_sample, model.sample_store_size, model.seed + 2, dev,
+                           max_chunks=len(steps) * model.n_epochs)
+    optimizer = (make_optimizer or RowOptimizer.for_model)(model)
+    n_slots = min(model.batch_size, len(data.offsets) - 1)
+    model.history = []
+    for epoch in range(model.n_epochs):
+        t0, total, n_ev = time.perf_counter(), 0.0, 0
+        H = [torch.zeros(n_slots, h, device=dev) for h in model.layers]
+        bar = tqdm(total=data.n_pairs, desc=f"epoch {epoch + 1}/{model.n_epochs}", disable=not progress,
+                   leave=False, unit="ev")
+        for step_i, (slots, x, y, reset) in enumerate(steps):
+            sample = sampler.next()
+            log_q = None
+            if model.logq:
+                log_q = log_q_target[y] if sample is None else torch.cat([log_q_target[y], log_q_sample[sample]])
+            batch = Batch(x, y, sample, reset, log_q, len(x) / model.batch_size)
+            # slots is None while every slot is busy (most steps): the states are used whole
+            h_in = H if slots is None else [h.index_select(0, slots) for h in H]
+            loss, h_new = step_fn(model, batch, h_in, optimizer)
+            loss = check_finite(float(loss), where=f"epoch {epoch + 1}, step {step_i + 1}", cause=diverged_cause(model))
+            if slots is None:
+                H = [h.detach() for h in h_new]  # one-step BPTT: the state is carried without its graph
+            else:
+                for h, hn in zip(H, h_new):
+                    h.index_copy_(0, slots, hn.detach())
+            total += loss * len(x)
+            n_ev += len(x)
+            if step_i % 50 == 0:
+                bar.update(n_ev - bar.n)
+        bar.update(n_ev - bar.n)
+        bar.close()
+        model.history.append(epoch_record(model, epoch, total, n_ev, time.perf_counter() - t0, valid, eval_cutoff))
+    model.eval()
+    return model
+

@@ -73,7 +73,7 @@ def trained_pair(request, sessions):
     kw = dict(layers=[16], batch_size=32, n_epochs=1, learning_rate=0.05, seed=0, **CONFIGS[request.param])
     n_items = pg.GRU4Rec.prepare(sessions.train)[0]["ItemId"].nunique()
     init = pg.GRU4Rec(device="cpu", **kw)
-    init._init_weights(n_items)  # the weights fit() starts from for this seed
+    init.init_weights(n_items)  # the weights fit() starts from for this seed
     torch_model = pg.GRU4Rec(device="cpu", **kw).fit(sessions.train, progress=False)
     theano_model = tg.GRU4Rec(dtype="float32", **kw).fit(sessions.train, progress=False, init_weights=init.W)
     res = [evaluate_sessions(m, sessions.test, cutoffs=(20,)) for m in (torch_model, theano_model)]
@@ -84,7 +84,7 @@ def test_one_epoch_gives_the_same_weights_and_loss(trained_pair):
     torch_model, theano_model, _ = trained_pair
     assert sorted(torch_model.W) == sorted(theano_model.W.shared)
     for name, ref in torch_model.W.items():
-        ref = ref.numpy()
+        ref = ref.detach().numpy()
         ours = theano_model.W[name].get_value()
         # ~330 float32 Adagrad steps: rounding differences stay far below the weights' scale
         assert np.abs(ours - ref).max() <= 1e-3 * max(np.abs(ref).max(), 1e-3), name
@@ -119,11 +119,11 @@ def test_hidden_dropout_and_the_carried_state(state):
     from course_lib.theano_models.compat import RandomStream
 
     m = tg.GRU4Rec(layers=[50], dropout_p_hidden=0.5, dropout_state=state, embedding=8, dtype="float64")
-    m._init_weights(20)
+    m.init_weights(20)
     gi0, h0 = T.matrix("gi0", dtype="float64"), T.matrix("h0", dtype="float64")
     stream = RandomStream(0)
-    out, (h_new,) = m._layers(gi0, [h0], True, stream)
-    _, (h_clean,) = m._layers(gi0, [h0], False, stream)
+    out, (h_new,) = m.hidden_layers(gi0, [h0], True, stream)
+    _, (h_clean,) = m.hidden_layers(gi0, [h0], False, stream)
     f = function([gi0, h0], [out, h_new, h_clean], updates=stream.pop_updates())
     rng = np.random.default_rng(0)
     out_v, h_v, clean = f(rng.normal(size=(4, 150)), rng.normal(size=(4, 50)) * 0.1)
@@ -131,5 +131,18 @@ def test_hidden_dropout_and_the_carried_state(state):
     assert 0.3 < dropped.mean() < 0.7  # about half the units dropped
     np.testing.assert_allclose(out_v[~dropped], 2 * clean[~dropped])  # the rest scaled by 1 / (1 - p)
     np.testing.assert_array_equal(h_v, out_v if state == "dropped" else clean)
-    with pytest.raises(ValueError, match="dropout_state must be 'kept' or 'dropped'"):
+    with pytest.raises(ValueError, match="dropout_state must be one of 'kept', 'dropped'"):
         tg.GRU4Rec(dropout_state="sometimes")
+
+
+def test_save_and_load_give_the_same_scores(trained_pair, tmp_path):
+    _, model, _ = trained_pair
+    model.save(tmp_path / "m.npz")
+    again = tg.GRU4Rec.load(tmp_path / "m.npz", dtype="float32")
+    assert again.params == model.params and np.array_equal(again.item_ids, model.item_ids)
+    for m in (model, again):
+        m.reset(2)
+    np.testing.assert_array_equal(model.score_next(np.array([1, 2])), again.score_next(np.array([1, 2])))
+    with pytest.raises(ValueError, match="is not a GRU4Rec saved by course_lib"):
+        (tmp_path / "x.npz").write_bytes(b"not a model")
+        tg.GRU4Rec.load(tmp_path / "x.npz")

@@ -131,7 +131,7 @@ def test_final_activation_names():
 # ------------------------------------------------------------------ optimiser
 def test_adagrad_momentum_step_by_hand_and_only_touched_rows():
     w = torch.ones(4, 2)
-    opt = g._RowOptimizer({"w": w}, "adagrad", lr=0.1, momentum=0.5)
+    opt = g.RowOptimizer({"w": w}, "adagrad", lr=0.1, momentum=0.5)
     grad = torch.tensor([[2.0, -1.0]])
     idx = torch.tensor([2])
     opt.update("w", w, grad, idx)
@@ -144,8 +144,8 @@ def test_adagrad_momentum_step_by_hand_and_only_touched_rows():
 
 
 def test_initialisation_range():
-    m = GRU4Rec(layers=[20], embedding=30, n_epochs=0)
-    m._init_weights(500)
+    m = GRU4Rec(layers=[20], embedding=30, n_epochs=1)
+    m.init_weights(500)
     a = np.sqrt(6 / (500 + 30))
     E = m.W["E"]
     assert E.abs().max() <= a and E.abs().max() > 0.95 * a
@@ -203,9 +203,9 @@ def test_reset_slots_zeroes_only_that_slot(planted):
     mixed = m.score_next(np.array([7, 7]))
     m.reset(1)
     fresh = m.score_next(np.array([7]))
-    assert torch.allclose(mixed[0], fresh[0])  # slot 0 forgot item 3
-    assert torch.allclose(mixed[1], carried[1])  # slot 1 still remembers item 5
-    assert not torch.allclose(carried[0], fresh[0])  # the history matters at all
+    assert np.allclose(mixed[0], fresh[0])  # slot 0 forgot item 3
+    assert np.allclose(mixed[1], carried[1])  # slot 1 still remembers item 5
+    assert not np.allclose(carried[0], fresh[0])  # the history matters at all
 
 
 def test_save_load_gives_the_same_scores(planted, tmp_path):
@@ -214,7 +214,7 @@ def test_save_load_gives_the_same_scores(planted, tmp_path):
     m2 = GRU4Rec.load(tmp_path / "m.pt", device="cpu")
     for model in (m, m2):
         model.reset(2)
-    assert torch.equal(m.score_next(np.array([1, 2])), m2.score_next(np.array([1, 2])))
+    assert np.array_equal(m.score_next(np.array([1, 2])), m2.score_next(np.array([1, 2])))
     assert np.array_equal(m.item_ids, m2.item_ids)
 
 
@@ -254,10 +254,12 @@ def test_unknown_test_items_are_dropped_and_counted(planted):
         m.score_next(np.array([len(m.item_ids)]))
 
 
-def test_diverging_loss_raises():
-    df = _frame([[1, 2, 3, 4]] * 30)
-    with pytest.raises(ValueError, match="lower learning_rate"):
-        GRU4Rec(layers=[8], loss="bpr", learning_rate=float("nan"), n_epochs=1).fit(df, progress=False)
+def test_diverging_loss_names_the_step_and_the_cause():
+    from course_lib.validation import TrainingDiverged
+
+    df = _frame([[1, 2, 3, 4, 5, 6]] * 40)  # weights of ~1e30 after one Adagrad step: inf - inf in BPR-max
+    with pytest.raises(TrainingDiverged, match=r"at epoch 1, step 6: lower learning_rate \(now 1e\+30\)"):
+        GRU4Rec(layers=[8], loss="bpr-max", learning_rate=1e30, n_sample=0, batch_size=4).fit(df, progress=False)
 
 
 # ------------------------------------------------------------------ where the authors' two codes differ
@@ -265,35 +267,35 @@ def test_gru_step_by_hand_with_the_reset_gate_before_or_after_the_matmul():
     torch.manual_seed(0)
     h, gi = torch.randn(3, 4), torch.randn(3, 12)  # gi: W x + b of the gates r, z, candidate
     for reset_after in (False, True):
-        m = GRU4Rec(layers=[4], n_epochs=0, reset_after=reset_after)
-        m._init_weights(10)
+        m = GRU4Rec(layers=[4], n_epochs=1, reset_after=reset_after)
+        m.init_weights(10)
         Wrz, Wh = m.W["Wrz0"], m.W["Wh0"]
         r = torch.sigmoid(gi[:, :4] + h @ Wrz[:, :4])
         z = torch.sigmoid(gi[:, 4:8] + h @ Wrz[:, 4:])
         cand = torch.tanh(gi[:, 8:] + (r * (h @ Wh) if reset_after else (r * h) @ Wh))
-        assert torch.allclose(m._gru(0, gi, h), (1 - z) * h + z * cand, atol=1e-6)
+        assert torch.allclose(m.gru_cell(0, gi, h), (1 - z) * h + z * cand, atol=1e-6)
     zero = torch.zeros(3, 4)  # from a zero state both variants give the same step
-    a, b = GRU4Rec(layers=[4], n_epochs=0), GRU4Rec(layers=[4], n_epochs=0, reset_after=True)
-    a._init_weights(10)
-    b._init_weights(10)
-    assert torch.allclose(a._gru(0, gi, zero), b._gru(0, gi, zero))
-    assert not torch.allclose(a._gru(0, gi, h), b._gru(0, gi, h), atol=1e-3)
+    a, b = GRU4Rec(layers=[4], n_epochs=1), GRU4Rec(layers=[4], n_epochs=1, reset_after=True)
+    a.init_weights(10)
+    b.init_weights(10)
+    assert torch.allclose(a.gru_cell(0, gi, zero), b.gru_cell(0, gi, zero))
+    assert not torch.allclose(a.gru_cell(0, gi, h), b.gru_cell(0, gi, h), atol=1e-3)
 
 
 @pytest.mark.parametrize("state", ["dropped", "kept"])
 def test_hidden_dropout_and_the_carried_state(state):
-    m = GRU4Rec(layers=[50], n_epochs=0, dropout_p_hidden=0.5, dropout_state=state, embedding=8)
-    m._init_weights(10)
+    m = GRU4Rec(layers=[50], n_epochs=1, dropout_p_hidden=0.5, dropout_state=state, embedding=8)
+    m.init_weights(10)
     gi = torch.randn(4, 150, generator=torch.Generator().manual_seed(1))
-    out, new_h = m._layers(gi, [torch.zeros(4, 50)], train=True)
-    h = m._gru(0, gi, torch.zeros(4, 50))  # the undropped step
+    out, new_h = m.hidden_layers(gi, [torch.zeros(4, 50)], train=True)
+    h = m.gru_cell(0, gi, torch.zeros(4, 50))  # the undropped step
     dropped = out == 0
     assert 0.3 < dropped.float().mean() < 0.7  # about half of the units dropped
     assert torch.allclose(out[~dropped], 2 * h[~dropped])  # survivors scaled by 1 / (1 - p)
     assert torch.equal(new_h[0], out if state == "dropped" else h)
-    out_eval, h_eval = m._layers(gi, [torch.zeros(4, 50)], train=False)
+    out_eval, h_eval = m.hidden_layers(gi, [torch.zeros(4, 50)], train=False)
     assert torch.equal(out_eval, h) and torch.equal(h_eval[0], h)  # no dropout when scoring
-    with pytest.raises(ValueError, match="dropout_state must be 'kept' or 'dropped'"):
+    with pytest.raises(ValueError, match="dropout_state must be one of 'kept', 'dropped'"):
         GRU4Rec(dropout_state="sometimes")
 
 
@@ -305,3 +307,69 @@ def test_logq_counts_only_shifts_the_sampled_columns(planted):
     assert same[0] == pytest.approx(same[1], rel=1e-5)
     diff = [_fit(planted.train, **kw, sample_alpha=0.5, logq_counts=c).history[0]["loss"] for c in (False, True)]
     assert abs(diff[0] - diff[1]) > 1e-3
+
+
+# ------------------------------------------------------------------ bad input in the course's words (issue 12)
+def test_integer_train_ids_and_string_test_ids_are_named(planted):
+    m = _fit(planted.train, n_epochs=1)
+    test = planted.test.assign(ItemId=planted.test["ItemId"].astype(str))
+    with pytest.raises(ValueError, match="the training ids are numbers but the test ids are strings"):
+        evaluate_sessions(m, test)
+
+
+def test_evaluating_an_untrained_gru4rec_says_so(planted):
+    with pytest.raises(ValueError, match="GRU4Rec is not trained yet"):
+        evaluate_sessions(GRU4Rec(), planted.test)
+
+
+@pytest.mark.parametrize("fn", [g.cross_entropy_loss, g.bpr_loss, g.top1_loss, g.bpr_max_loss, g.top1_max_loss])
+def test_losses_refuse_wrong_shapes_in_words(fn):
+    with pytest.raises(ValueError, match=r"scores must be a \(B, B \+ n_sample\) tensor.*got \(5,\)"):
+        fn(torch.zeros(5))
+    with pytest.raises(ValueError, match=r"got \(4, 3\)"):  # fewer columns than targets
+        fn(torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="must be a torch tensor .* got ndarray"):
+        fn(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"log_q must have one entry per score column, shape \(5,\); got \(4,\)"):
+        g.cross_entropy_loss(torch.zeros(3, 5), torch.zeros(4), 1.0)
+
+
+def test_score_matrix_memory_guard_in_evaluation(planted, monkeypatch):
+    from course_lib import validation
+    from course_lib.validation import AllocationTooLarge
+
+    m = _fit(planted.train, n_epochs=1)
+    monkeypatch.setattr(validation, "available_memory", lambda: 1000)
+    with pytest.raises(AllocationTooLarge, match=r"the \(\d+, 40\) score matrix of a step .* lower batch_size"):
+        evaluate_sessions(m, planted.test)
+
+
+def test_save_load_of_a_file_that_is_not_a_model(tmp_path):
+    bad = tmp_path / "x.pt"
+    bad.write_text("hello")
+    with pytest.raises(ValueError, match="is not a saved GRU4Rec"):
+        GRU4Rec.load(bad)
+    torch.save({"a": 1}, tmp_path / "y.pt")
+    with pytest.raises(ValueError, match="not a GRU4Rec saved by course_lib"):
+        GRU4Rec.load(tmp_path / "y.pt")
+
+
+def test_layersize_embedding_trains(planted):
+    m = _fit(planted.train, n_epochs=1, embedding="layersize")
+    assert m.embedding == 24 and tuple(m.W["E"].shape) == (len(m.item_ids), 24)
+
+
+def test_a_file_saved_before_the_module_refactoring_loads(planted, tmp_path):
+    """Files of earlier course versions: plain tensors in "weights", params in the old key order."""
+    m = _fit(planted.train, n_epochs=1)
+    old_params = {k: m.params[k] for k in ("layers", "loss", "final_act", "n_sample", "sample_alpha", "logq", "bpreg",
+                                           "embedding", "constrained_embedding", "dropout_p_embed", "dropout_p_hidden",
+                                           "optimizer", "learning_rate", "momentum", "batch_size", "n_epochs",
+                                           "sample_store_size", "seed", "reset_after", "dropout_state", "logq_counts")}
+    torch.save({"params": old_params, "item_ids": m.item_ids, "popularity": m.popularity,
+                "weights": {k: v.detach().clone() for k, v in m.W.items()}, "history": m.history,
+                "data_report": m.data_report}, tmp_path / "old.pt")
+    old = GRU4Rec.load(tmp_path / "old.pt", device="cpu")
+    for model in (m, old):
+        model.reset(2)
+    assert np.array_equal(m.score_next(np.array([3, 4])), old.score_next(np.array([3, 4])))
