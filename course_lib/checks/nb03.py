@@ -265,8 +265,9 @@ def _run_joint(joint_fn, rank_loss):
     model, batch, inputs = _joint_case()
     out = call("joint_loss", joint_fn, model, batch, model(batch), inputs, lam=_LAM, rank_loss=rank_loss,
                expects="a dict {'loss': ..., 'rec_loss': ..., 'aux_loss': ...} of scalar tensors", errors={
-                   TypeError: "joint_loss is called as joint_loss(model, batch, scores, inputs, lam=..., rank_loss=...): "
-                              "keep those parameter names, and call rank_loss with (scores, rows, pos, neg)",
+                   TypeError: "joint_loss is called as joint_loss(model, batch, scores, inputs, lam=..., "
+                              "rank_loss=...): keep those parameter names, and call rank_loss with (scores, rows, pos, "
+                              "neg)",
                    KeyError: "inputs is the dict of sample_loss_inputs: 'targets', 'rows', 'pos' and 'neg'",
                    AttributeError: "the paragraph-vector term belongs to the content encoder (model.encoder), "
                                    "not to the recommender"})
@@ -297,7 +298,8 @@ def _mistakes(rec, p2v):
                 "term twice: start from the unweighted p2v_term", rec + lam * enc * p2v),
         Mistake(twice, rec + 2 * lam * p2v),
         Mistake(twice, rec + lam * p2v + p2v),
-        Mistake(twice + " (aux_loss already holds it, weighed by the encoder's lambda_p2v)", rec + lam * p2v + enc * p2v),
+        Mistake(twice + " (aux_loss already holds it, weighed by the encoder's lambda_p2v)",
+                rec + lam * p2v + enc * p2v),
         Mistake("the recommendation loss is counted twice", 2 * rec + lam * p2v),
         Mistake("you summed the paragraph-vector loss over the papers; L_p2v is their mean, on the scale of the "
                 "recommendation loss, which is a mean too", rec + lam * b * p2v),
@@ -332,7 +334,8 @@ def check_joint_loss(joint_fn):
     if not isinstance(out, dict):
         raise Fail("the total is right; return it in a dict with 'loss', and the two terms under 'rec_loss' and "
                    "'aux_loss', so that the learning curves can show each term")
-    for key, right, name in (("rec_loss", rec, "L_rec alone"), ("aux_loss", _LAM * p2v, "the weighed term lam * L_p2v")):
+    for key, right, name in (("rec_loss", rec, "L_rec alone"),
+                             ("aux_loss", _LAM * p2v, "the weighed term lam * L_p2v")):
         if key not in out:
             raise Fail(f"the dict has no {key!r}: record {name} under it (the learning curves plot it)")
         got = as_scalar(f"joint_loss's {key!r}", out[key], returned=False)

@@ -217,8 +217,8 @@ def _listwise_always(model, batch, scores, inputs, lam=1.0, rank_loss=None):
     (lambda *a, **k: _joint(*a, **k, aux=lambda m, b, lam: 0 * m.encoder.p2v_term(b)),
      "the paragraph-vector term is missing"),
     (lambda *a, **k: _joint(*a, **k, aux=lambda m, b, lam: m.encoder.p2v_term(b)), "lam is not used"),
-    (lambda *a, **k: _joint(*a, **k, aux=lambda m, b, lam: m.aux_loss(b)), "aux_loss is already weighed by the "
-                                                                            "encoder's own lambda_p2v, not by your lam"),
+    (lambda *a, **k: _joint(*a, **k, aux=lambda m, b, lam: m.aux_loss(b)),
+     "aux_loss is already weighed by the encoder's own lambda_p2v, not by your lam"),
     (lambda *a, **k: _joint(*a, **k, aux=lambda m, b, lam: lam * m.encoder.aux_loss(b)), "weighs the term twice"),
     (lambda *a, **k: _joint(*a, **k, aux=lambda m, b, lam: 2 * lam * m.encoder.p2v_term(b)), "counted twice"),
     (lambda *a, **k: _joint(*a, **k, aux=lambda m, b, lam: lam * m.encoder.p2v_term(b) + m.aux_loss(b)),
