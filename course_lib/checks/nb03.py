@@ -213,6 +213,159 @@ def check_infer(infer_fn):
     return passed(f"PV loss {zero:.2f} -> {mine:.2f}, word vectors frozen, cosine {cos:.2f} to the reference")
 
 
+# ---------------------------------------------------------------------------------- the joint loss
+
+_LAM = 0.3  # the balance the check passes in
+_ENC_LAMBDA = 3.0  # the encoder's own lambda_p2v, which weighs aux_loss (and must not be the one used)
+_B = 5  # papers in the check's batch
+
+
+def _joint_case():
+    """A tiny level (c) model, a batch of 5 papers and its sampled users: ``(model, batch, inputs)``.
+
+    Each paper's text repeats one word and a single word carries all the noise mass, so L_p2v is
+    the same whatever generator draws the words: a learner's own draws give the same number."""
+    from course_lib.torch_models.e2e_paragraph import EndToEndParagraphVectors  # noqa: PLC0415
+    from course_lib.torch_models.hybrid import HybridRecommender, PaperTexts, sample_loss_inputs  # noqa: PLC0415
+
+    n_papers, n_users = 7, 12
+    ids = np.repeat(np.arange(1, n_papers + 1)[:, None], 4, axis=1)  # (7, 4): paper j says word j + 1
+    counts = np.zeros(n_papers + 3)
+    counts[-1] = 1.0  # the one noise word
+    enc = EndToEndParagraphVectors(n_papers, counts, dim=4, lambda_p2v=_ENC_LAMBDA, n_words=3, negative=2, seed=0)
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        enc.word_out.weight.normal_(generator=gen)
+        enc.doc.weight.normal_(std=0.5, generator=gen)
+    model = HybridRecommender(n_users, n_papers, enc, item_dim=3, seed=0)
+    model.set_known_papers(np.ones(n_papers, dtype=bool))
+    batch = PaperTexts(ids, np.ones(ids.shape, dtype=np.float32), "cpu").batch(np.arange(_B))
+    targets = torch.zeros(_B, n_users)
+    for row, users in enumerate([[0, 3], [1], [2, 5, 7], [4], [6, 11]]):
+        targets[row, users] = 1.0
+    inputs = sample_loss_inputs("listwise", targets, 3, torch.Generator().manual_seed(1))
+    return model, batch, inputs
+
+
+def _terms(rank_loss=None):
+    """The reference terms on a fresh case: L_rec (with ``rank_loss``, default listwise), L_p2v (the
+    mean over the papers) and the gradients of ``L_rec + _LAM L_p2v`` by parameter name."""
+    from course_lib.torch_models.hybrid import listwise_loss  # noqa: PLC0415
+
+    model, batch, inputs = _joint_case()
+    rec = (rank_loss or listwise_loss)(model(batch), inputs["rows"], inputs["pos"], inputs["neg"])
+    p2v = model.encoder.p2v_term(batch)
+    (rec + _LAM * p2v).backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    return rec.item(), p2v.item(), grads
+
+
+def _run_joint(joint_fn, rank_loss):
+    """The learner's ``joint_fn`` on a fresh case: its raw result, the model, the "loss" value."""
+    model, batch, inputs = _joint_case()
+    out = call("joint_loss", joint_fn, model, batch, model(batch), inputs, lam=_LAM, rank_loss=rank_loss,
+               expects="a dict {'loss': ..., 'rec_loss': ..., 'aux_loss': ...} of scalar tensors", errors={
+                   TypeError: "joint_loss is called as joint_loss(model, batch, scores, inputs, lam=..., "
+                              "rank_loss=...): keep those parameter names, and call rank_loss with (scores, rows, pos, "
+                              "neg)",
+                   KeyError: "inputs is the dict of sample_loss_inputs: 'targets', 'rows', 'pos' and 'neg'",
+                   AttributeError: "the paragraph-vector term belongs to the content encoder (model.encoder), "
+                                   "not to the recommender"})
+    if isinstance(out, dict) and "loss" not in out:
+        raise Fail(f"joint_loss returned a dict with the keys {sorted(map(str, out))[:5]} but no 'loss': the "
+                   "training step minimises the entry named 'loss', the sum of both terms")
+    loss = out["loss"] if isinstance(out, dict) else out
+    value = as_scalar("joint_loss", loss, what="one number (the joint loss of the batch)", shape_hints={
+        (_B,): "you kept one paragraph-vector loss per paper: average them over the papers of the batch"})
+    return out, model, loss, value
+
+
+def _mistakes(rec, p2v):
+    lam, enc, b = _LAM, _ENC_LAMBDA, _B
+    twice = "the paragraph-vector term is counted twice: add it once, weighed by lam"
+    return [
+        Mistake("lam multiplies the paragraph-vector term, not the recommendation loss", lam * rec + p2v),
+        Mistake("lam multiplies the paragraph-vector term, not the recommendation loss",
+                lam * rec + (1 - lam) * p2v),
+        Mistake("the formula is not a convex mix: L_rec keeps weight 1 and only L_p2v is weighed by lam (no 1 - lam)",
+                (1 - lam) * rec + lam * p2v),
+        Mistake("the paragraph-vector term is missing: add L_p2v, weighed by lam", rec),
+        Mistake("the recommendation loss is missing: the joint loss is L_rec plus the weighed L_p2v", lam * p2v),
+        Mistake("lam is not used: weigh the paragraph-vector term by the lam passed in", rec + p2v),
+        Mistake("aux_loss is already weighed by the encoder's own lambda_p2v, not by your lam: take the unweighted "
+                "term (p2v_term) and weigh it by lam yourself", rec + enc * p2v),
+        Mistake("aux_loss is already weighed by the encoder's own lambda_p2v; multiplying it by lam weighs the "
+                "term twice: start from the unweighted p2v_term", rec + lam * enc * p2v),
+        Mistake(twice, rec + 2 * lam * p2v),
+        Mistake(twice, rec + lam * p2v + p2v),
+        Mistake(twice + " (aux_loss already holds it, weighed by the encoder's lambda_p2v)",
+                rec + lam * p2v + enc * p2v),
+        Mistake("the recommendation loss is counted twice", 2 * rec + lam * p2v),
+        Mistake("you summed the paragraph-vector loss over the papers; L_p2v is their mean, on the scale of the "
+                "recommendation loss, which is a mean too", rec + lam * b * p2v),
+        Mistake("the paragraph-vector term is divided by the batch size twice: p2v_term is already a mean",
+                rec + lam * p2v / b),
+        Mistake("both losses are minimised: ADD the weighed paragraph-vector term", rec - lam * p2v),
+        Mistake("the recommendation loss has the wrong sign: both terms are added", -rec + lam * p2v),
+        Mistake("you returned the negated loss: minimising it would make both terms worse", -(rec + lam * p2v)),
+    ]
+
+
+@check("joint_loss", expects="a dict {'loss': L_rec + lam * L_p2v, 'rec_loss': L_rec, 'aux_loss': lam * L_p2v} of "
+                             "scalar tensors")
+def check_joint_loss(joint_fn):
+    """``joint_fn(model, batch, scores, inputs, lam, rank_loss) -> {"loss", "rec_loss", "aux_loss"}``:
+    ``L_rec = rank_loss(scores, rows, pos, neg)``, ``aux_loss = lam * L_p2v`` (the encoder's unweighted
+    PV-DBOW loss, a mean over the papers), ``loss = L_rec + aux_loss``, with gradients to every weight."""
+    from course_lib.torch_models.hybrid import bpr_loss, listwise_loss  # noqa: PLC0415
+
+    rec, p2v, grads = _terms()
+    want = rec + _LAM * p2v
+    out, model, loss, value = _run_joint(joint_fn, listwise_loss)
+    if not np.isclose(value, want, rtol=1e-5, atol=1e-7):
+        raise diagnose(value, _mistakes(rec, p2v), f"expected L_rec + lam L_p2v = {rec:.4f} + {_LAM} x {p2v:.4f} = "
+                       f"{want:.4f}, got {value:.4f}", rtol=1e-5, atol=1e-7)
+    if not isinstance(loss, torch.Tensor):
+        raise Fail(f"the total is right, but it is {describe(loss)}: return the torch tensor itself (no .item() or "
+                   "float()), since the training step calls backward on it")
+    if not loss.requires_grad:
+        raise Fail("the total is right but carries no gradient: build it from the model's tensors with torch "
+                   "operations only (no .detach(), torch.no_grad() or a new torch.tensor(...))")
+    if not isinstance(out, dict):
+        raise Fail("the total is right; return it in a dict with 'loss', and the two terms under 'rec_loss' and "
+                   "'aux_loss', so that the learning curves can show each term")
+    for key, right, name in (("rec_loss", rec, "L_rec alone"),
+                             ("aux_loss", _LAM * p2v, "the weighed term lam * L_p2v")):
+        if key not in out:
+            raise Fail(f"the dict has no {key!r}: record {name} under it (the learning curves plot it)")
+        got = as_scalar(f"joint_loss's {key!r}", out[key], returned=False)
+        if not np.isclose(got, right, rtol=1e-5, atol=1e-7):
+            hint = ("record the weighed term, lam * L_p2v, so that loss = rec_loss + aux_loss"
+                    if key == "aux_loss" and np.isclose(got, p2v, rtol=1e-5) else f"it should hold {name}")
+            raise Fail(f"'{key}' is {got:.4f}, expected {right:.4f}: {hint}")
+    loss.backward()
+    params = dict(model.named_parameters())
+    words = params["encoder.word_out.weight"].grad
+    if words is None or float(words.abs().sum()) == 0:
+        raise Fail("the value is right but the output word vectors get no gradient: the paragraph-vector term was "
+                   "cut from the graph (.item(), .detach(), torch.no_grad() or a new tensor), so training would "
+                   "never tie the paper vectors to the words")
+    for name, g in grads.items():
+        if params[name].grad is None or not close(params[name].grad, g, rtol=1e-4, atol=1e-7):
+            raise Fail(f"the value is right but the gradient of {name} is wrong: build both terms with torch "
+                       "operations on the model's tensors (no .item(), .detach(), torch.no_grad() or a new tensor)")
+    rec_b, _, _ = _terms(bpr_loss)
+    _, _, _, value_b = _run_joint(joint_fn, bpr_loss)
+    if not np.isclose(value_b, rec_b + _LAM * p2v, rtol=1e-5, atol=1e-7):
+        if np.isclose(value_b, want, rtol=1e-5, atol=1e-7):
+            raise Fail("given rank_loss=bpr, joint_loss still computed the listwise loss: compute L_rec with the "
+                       "rank_loss passed in, so that one joint loss serves BPR and listwise")
+        raise Fail(f"with rank_loss=bpr expected {rec_b + _LAM * p2v:.4f}, got {value_b:.4f}: compute L_rec with "
+                   "the rank_loss passed in")
+    return passed("L = L_rec + lam L_p2v on the test case, both terms recorded, rank_loss used, gradients reach the "
+                  "paper and word vectors")
+
+
 @check("the balance results", expects="a dict {lambda_p2v: {metric: value}} with lambda_p2v = 0.0 and two more")
 def check_balance(results: dict, metric: str = "cold R@50"):
     """``results[lambda_p2v][metric]``: some lambda > 0 must beat lambda = 0 on cold papers."""
@@ -230,5 +383,5 @@ def check_balance(results: dict, metric: str = "cold R@50"):
     if not values[best] > base:
         raise Fail(f"no lambda_p2v > 0 beats lambda_p2v = 0 on {metric} ({base:.3f}): train longer or check that "
                    "score_papers infers the cold papers' vectors")
-    return passed(f"the paragraph-vector term helps cold papers: {metric} {base:.3f} at lambda_p2v=0 -> "
-                  f"{values[best]:.3f} at lambda_p2v={best:g}")
+    # no measured number in the PASS line: which lambda wins, and by how much, drifts with float32 rounding
+    return passed(f"the paragraph-vector term helps cold papers: a lambda_p2v > 0 beats lambda_p2v = 0 on {metric}")

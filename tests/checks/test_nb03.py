@@ -156,10 +156,98 @@ def test_infer_fails_on_a_wrong_kind_without_raising(answer, capsys):
 def test_balance(capsys):
     results = {0.0: {"cold R@50": 0.129}, 0.1: {"cold R@50": 0.27}, 1.0: {"cold R@50": 0.2}}
     assert nb03.check_balance(results)
-    assert capsys.readouterr().out == ("PASS: the paragraph-vector term helps cold papers: cold R@50 0.129 at "
-                                       "lambda_p2v=0 -> 0.270 at lambda_p2v=0.1\n")
+    assert capsys.readouterr().out == ("PASS: the paragraph-vector term helps cold papers: a lambda_p2v > 0 beats "
+                                       "lambda_p2v = 0 on cold R@50\n")
     _fails_with(capsys, nb03.check_balance({0.0: {"cold R@50": 0.3}, 0.1: {"cold R@50": 0.2}, 1.0: {"cold R@50": 0.1}}),
                 "no lambda_p2v > 0 beats lambda_p2v = 0")
     _fails_with(capsys, nb03.check_balance({0.1: {}, 1.0: {}}), "including 0.0")
     _fails_with(capsys, nb03.check_balance([0.1]), "expected a dict")
     _fails_with(capsys, nb03.check_balance({0.0: {"cold R@50": None}, 0.1: {}, 1.0: {}}), "must be one number")
+
+
+# ------------------------------------------------------------------------------------ the joint loss
+
+
+def _joint(model, batch, scores, inputs, lam=1.0, rank_loss=listwise_loss, *, rec_w=1.0, aux=None, extra=0.0,
+           as_dict=True, aux_key=None):
+    """The notebook's joint_loss, with one switchable slip: ``aux(model, batch, lam)`` replaces the
+    weighed term, ``rec_w`` weighs the recommendation loss, ``extra`` is added to the total."""
+    rec = rec_w * rank_loss(scores, inputs["rows"], inputs["pos"], inputs["neg"])
+    term = lam * model.encoder.p2v_term(batch) if aux is None else aux(model, batch, lam)
+    total = rec + term + extra
+    if not as_dict:
+        return total
+    return {"loss": total, "rec_loss": rec, "aux_loss": term if aux_key is None else aux_key(model, batch, lam)}
+
+
+def _p2v_sum(model, batch):
+    enc = model.encoder
+    return enc.p2v_loss(enc(batch), batch, torch.Generator().manual_seed(0)).sum()
+
+
+def test_joint_loss_mistakes_are_told_apart():
+    rec, p2v, _ = nb03._terms()
+    values = [m.signature for m in nb03._mistakes(rec, p2v)] + [rec + nb03._LAM * p2v]
+    # the hint follows the first match: signatures of different mistakes (and the right value) must differ
+    hints = [m.hint for m in nb03._mistakes(rec, p2v)] + ["right"]
+    for i in range(len(values)):
+        for j in range(i):
+            assert abs(values[i] - values[j]) > 1e-3 or hints[i] == hints[j], (hints[i], hints[j])
+
+
+def test_joint_loss_passes(capsys):
+    assert nb03.check_joint_loss(_joint)
+    assert capsys.readouterr().out == ("PASS: L = L_rec + lam L_p2v on the test case, both terms recorded, rank_loss "
+                                       "used, gradients reach the paper and word vectors\n")
+
+
+def _without_loss_key(*a, **k):
+    terms = _joint(*a, **k)
+    return {"total": terms["loss"], "rec_loss": terms["rec_loss"], "aux_loss": terms["aux_loss"]}
+
+
+def _listwise_always(model, batch, scores, inputs, lam=1.0, rank_loss=None):
+    return _joint(model, batch, scores, inputs, lam, listwise_loss)
+
+
+@pytest.mark.parametrize("answer, hint", [
+    (lambda *a, **k: _joint(*a, **{**k, "rec_w": k["lam"]}, aux=lambda m, b, lam: m.encoder.p2v_term(b)),
+     "lam multiplies the paragraph-vector term, not the recommendation loss"),
+    (lambda *a, **k: _joint(*a, **{**k, "rec_w": 1 - k["lam"]}), "not a convex mix"),
+    (lambda *a, **k: _joint(*a, **k, aux=lambda m, b, lam: 0 * m.encoder.p2v_term(b)),
+     "the paragraph-vector term is missing"),
+    (lambda *a, **k: _joint(*a, **k, aux=lambda m, b, lam: m.encoder.p2v_term(b)), "lam is not used"),
+    (lambda *a, **k: _joint(*a, **k, aux=lambda m, b, lam: m.aux_loss(b)),
+     "aux_loss is already weighed by the encoder's own lambda_p2v, not by your lam"),
+    (lambda *a, **k: _joint(*a, **k, aux=lambda m, b, lam: lam * m.encoder.aux_loss(b)), "weighs the term twice"),
+    (lambda *a, **k: _joint(*a, **k, aux=lambda m, b, lam: 2 * lam * m.encoder.p2v_term(b)), "counted twice"),
+    (lambda *a, **k: _joint(*a, **k, aux=lambda m, b, lam: lam * m.encoder.p2v_term(b) + m.aux_loss(b)),
+     "counted twice: add it once, weighed by lam (aux_loss already holds it"),
+    (lambda *a, **k: _joint(*a, **k, aux=lambda m, b, lam: lam * _p2v_sum(m, b)), "you summed the paragraph-vector "
+                                                                                  "loss over the papers"),
+    (lambda *a, **k: _joint(*a, **k, aux=lambda m, b, lam: -lam * m.encoder.p2v_term(b)), "ADD the weighed"),
+    (lambda *a, **k: -_joint(*a, **k, as_dict=False), "you returned the negated loss"),
+    (lambda *a, **k: _joint(*a, **k, aux=lambda m, b, lam: lam * m.encoder.p2v_loss(
+        m.encoder(b), b, torch.Generator().manual_seed(0))), "average them over the papers of the batch"),
+    (_without_loss_key, "but no 'loss'"),
+    (lambda *a, **k: _joint(*a, **k, as_dict=False), "return it in a dict with 'loss'"),
+    (lambda *a, **k: {key: v.item() for key, v in _joint(*a, **k).items()}, "return the torch tensor itself"),
+    (lambda *a, **k: _joint(*a, **k, aux=lambda m, b, lam: lam * m.encoder.p2v_term(b).detach()),
+     "the output word vectors get no gradient"),
+    (lambda *a, **k: _joint(*a, **k, aux_key=lambda m, b, lam: m.encoder.p2v_term(b)),
+     "record the weighed term, lam * L_p2v"),
+    (_listwise_always, "still computed the listwise loss"),
+    (lambda m, b, s, i, lam: _joint(m, b, s, i, lam), "keep those parameter names"),
+    (lambda m, b, s, i, **k: _joint(m, b, s, i, **k, aux=lambda m, b, lam: lam * m.p2v_term(b)),
+     "belongs to the content encoder"),
+], ids=["lambda-on-rec", "convex-mix", "aux-left-out", "lam-ignored", "encoder-lambda", "lambda-twice",
+        "aux-twice", "aux-plus-aux_loss", "sum-over-papers", "aux-sign", "negated", "per-paper", "no-loss-key",
+        "plain-tensor", "floats", "detached", "unweighted-aux-key", "rank_loss-ignored", "signature",
+        "p2v-on-model"])
+def test_joint_loss_names_the_mistake(answer, hint, capsys):
+    _fails_with(capsys, nb03.check_joint_loss(answer), hint)
+
+
+@pytest.mark.parametrize("answer", WRONG_KINDS + [lambda *a, **k: torch.zeros(3), lambda *a, **k: {"loss": None}])
+def test_joint_loss_fails_on_a_wrong_kind_without_raising(answer, capsys):
+    _fails_with(capsys, nb03.check_joint_loss(answer), "")
