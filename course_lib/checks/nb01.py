@@ -1,15 +1,13 @@
 """Checks for notebook 01 (beginner): TF-IDF weights, the weighted average of word vectors,
-the merge, the weighted-MSE loss and one training step of the hybrid recommender."""
+the merge, the weighted-MSE loss, one training step of the hybrid recommender, and the training
+run that uses that step. The results table is checked by the shared :func:`check_beats`."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from . import (Fail, Mistake, as_array, as_scalar, as_tensor, call, check, check_beats, close, describe, diagnose,
-               passed)
-
-# Notebook 01 calls the shared check by this name (its cell: `nb01.check_beats_popularity(results, ...)`).
-check_beats_popularity = check_beats
+from . import (Fail, Mistake, as_array, as_scalar, as_tensor, call, check, close, describe, diagnose, passed)
+from . import check_beats  # noqa: F401  (the notebook's results cell calls nb01.check_beats)
 
 
 def _hand_corpus():
@@ -317,3 +315,58 @@ def _check_train_mode(step_fn) -> None:
     if np.isclose(value, no_dropout, rtol=1e-6):
         raise Fail("on a model with dropout that came in evaluation mode (as after an evaluation pass) your step "
                    "trained with dropout off: put the model in training mode inside the step")
+
+
+def _history_arrays(name: str, history, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """The per-epoch losses and validation metric of a ``train_hybrid`` history."""
+    if not isinstance(history, dict) or "loss" not in history or metric not in history:
+        raise Fail(f"{name} must be the dict that train_hybrid returns (with 'loss' and {metric!r}), got "
+                   f"{describe(history)}")
+    loss = as_array(f"{name}['loss']", history["loss"], what="a list with one loss per epoch", returned=False).ravel()
+    valid = as_array(f"{name}[{metric!r}]", history[metric], what="a list with one value per epoch",
+                     returned=False).ravel()
+    if loss.size == 0 or valid.size == 0:
+        raise Fail(f"{name} holds no epoch: the training ran no step")
+    return loss, valid
+
+
+@check("your training run", expects="the histories train_hybrid returned for your run and for the reference run")
+def check_your_training(history, reference, metric: str = "valid_Recall@50", loss_rtol: float = 0.01,
+                        recall_atol: float = 0.02):
+    """After the training cell: ``history`` (``train_hybrid`` with the learner's ``training_step`` as
+    ``step_fn``) trained the model as ``reference`` (the library's step, same model, seed and
+    settings) did: the loss fell, the mean loss of every epoch agrees to ``loss_rtol`` (same start,
+    same batches), and the best validation value is within ``recall_atol`` of the reference's."""
+    loss, valid = _history_arrays("history", history, metric)
+    ref_loss, ref_valid = _history_arrays("reference", reference, metric)
+    if not np.all(np.isfinite(loss)):
+        epoch = int(np.flatnonzero(~np.isfinite(loss))[0]) + 1
+        raise Fail(f"your run's loss became NaN or infinite in epoch {epoch}: lower the learning rate, or check that "
+                   "your step returns the weighted MSE of the batch")
+    if len(loss) > 1 and loss[-1] > 1.5 * loss[0]:
+        raise Fail(f"the loss rose from {loss[0]:.4g} to {loss[-1]:.4g}: your step climbs the loss; the update must "
+                   "follow its gradient down")
+    if len(loss) > 1 and loss[-1] > 0.9 * loss[0]:
+        raise Fail(f"the loss did not go down over {len(loss)} epochs ({loss[0]:.4g} -> {loss[-1]:.4g}): your step "
+                   "must update the model that train_hybrid trains (build the optimizer over THAT model's "
+                   "parameters, and call your training_step on it)")
+    if len(valid) > 2 and np.ptp(valid) == 0 and np.ptp(ref_valid) > 0:
+        raise Fail(f"the loss fell but the validation {metric} stayed at {valid[0]:.3f} in every epoch: the model that "
+                   "train_hybrid scores is not the one your step trains; call your training_step on the model "
+                   "passed to train_hybrid")
+    n = min(len(loss), len(ref_loss))
+    if not close(loss[:n], ref_loss[:n], rtol=loss_rtol, atol=0.0):
+        raise diagnose(loss[:n], [
+            Mistake(f"your first epoch is close to the reference's ({loss[0]:.4g} vs {ref_loss[0]:.4g}) but later "
+                    "epochs part from it: use the same optimizer and learning rate as the reference (Adagrad, lr=LR)",
+                    when=lambda _: abs(loss[0] / ref_loss[0] - 1) <= 0.2),
+        ], f"your run's mean loss per epoch ({np.round(loss[:3], 4).tolist()} ...) differs from the reference's "
+           f"({np.round(ref_loss[:3], 4).tolist()} ...), though both start from the same weights and see the same "
+           "batches: give your step the same alpha (ALPHA) and optimizer (Adagrad, lr=LR) as the reference")
+    best, ref_best = float(np.max(valid)), float(np.max(ref_valid))
+    if not best >= ref_best - recall_atol:
+        raise Fail(f"your run's best {metric} is {best:.3f}, the reference's {ref_best:.3f}: the losses agree, so "
+                   "score the model after training (train_hybrid restores the best epoch's weights)")
+    return passed(f"your training step trained the model as the library's step does: from the same start, the "
+                  f"same loss in every epoch (within {loss_rtol:.0%}) and the same best {metric} (within "
+                  f"{recall_atol}).")

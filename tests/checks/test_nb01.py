@@ -234,8 +234,91 @@ def test_training_step_leaves_the_global_random_state_alone():
     assert torch.equal(torch.rand(3), expected)
 
 
-def test_beats_popularity_is_the_shared_check(capsys):
-    assert nb01.check_beats_popularity is nb01.check_beats
+def test_the_results_table_is_checked_by_the_shared_check(capsys):
     results = {"hybrid": {"cold R@50": 0.31}, "popularity": {"cold R@50": 0.12}}
-    assert nb01.check_beats_popularity(results, "hybrid", "popularity", "cold R@50")
+    assert nb01.check_beats(results, "hybrid", "popularity", "cold R@50")
     assert capsys.readouterr().out == "PASS: hybrid beats popularity on cold R@50\n"
+    assert not hasattr(nb01, "check_beats_popularity")
+
+
+# ------------------------------------------------------------------------ the run with your step
+
+
+@pytest.fixture(scope="module")
+def planted_run():
+    """train_hybrid on a small planted dataset: the reference run (the library's step) and a
+    function that trains the same model from the same start with a learner's step."""
+    from course_lib.splits import flip_protocol
+    from course_lib.synthetic import planted_citeulike
+    from course_lib.text import prepare_text
+    from course_lib.torch_models.hybrid import HybridRecommender, PaperTexts, train_hybrid
+
+    cul = planted_citeulike(n_users=60, n_papers=80, n_topics=3, doc_len=12, likes_per_user=6, order_matters=False)
+    proto = flip_protocol(cul.likes, test_frac=0.2, valid_frac=0.1, seed=0)
+    vocab, corpus = prepare_text(cul.texts("title+abstract"), min_count=1, max_len=20)
+    texts = PaperTexts.from_corpus(corpus, "cpu")
+    settings = dict(epochs=6, patience=6, batch_size=16, seed=0, progress=False)
+
+    def build():
+        vectors = np.random.default_rng(0).normal(size=(len(vocab), 8))
+        return HybridRecommender(cul.n_users, cul.n_papers, TfidfWordAverage(vectors, np.ones(len(vocab)),
+                                                                             fine_tune=True), item_dim=8, seed=0)
+
+    with torch.random.fork_rng(devices=[]):
+        reference = train_hybrid(build(), texts, proto.train, proto.valid, loss="wmse", alpha=20.0, lr=0.1, **settings)
+
+    def run(step=_step, alpha=20.0, optimizer=torch.optim.Adagrad, lr=0.1, stepped="model", optimised="model"):
+        """``stepped``/``optimised``: "other" calls the step on, or builds the optimizer over, another model."""
+        model, other = build(), build()
+        opt = optimizer((other if optimised == "other" else model).parameters(), lr=lr)
+        on = other if stepped == "other" else model
+        with torch.random.fork_rng(devices=[]):
+            return train_hybrid(model, texts, proto.train, proto.valid,
+                                step_fn=lambda batch, targets: step(on, opt, batch, targets, alpha), **settings)
+
+    return reference, run
+
+
+def _ascent_step(model, optimizer, batch, targets, alpha):
+    model.train()
+    optimizer.zero_grad()
+    loss = weighted_mse_loss(model(batch), targets, alpha)
+    (-loss).backward()
+    optimizer.step()
+    return loss.item()
+
+
+def test_your_training_passes_when_your_step_trains_as_the_library_does(planted_run, capsys):
+    reference, run = planted_run
+    assert nb01.check_your_training(run(), reference)
+    assert capsys.readouterr().out == (
+        "PASS: your training step trained the model as the library's step does: from the same start, the same loss in "
+        "every epoch (within 1%) and the same best valid_Recall@50 (within 0.02).\n")
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (dict(alpha=5.0), "give your step the same alpha (ALPHA)"),
+    (dict(optimizer=torch.optim.SGD), "later epochs part from it: use the same optimizer"),
+    (dict(optimised="other"), "must update the model that train_hybrid trains"),
+    (dict(stepped="other", optimised="other"), "the model that train_hybrid scores is not the one your step trains"),
+    (dict(step=_ascent_step), "your step climbs the loss"),
+], ids=["other-alpha", "sgd", "optimizer-of-another-model", "step-on-another-model", "ascent"])
+def test_your_training_names_the_mistake(planted_run, wrong, hint, capsys):
+    reference, run = planted_run
+    _fails_with(capsys, nb01.check_your_training(run(**wrong), reference), hint)
+
+
+def test_your_training_names_a_diverged_run_and_a_worse_recall(capsys):
+    reference = {"loss": [10.0, 5.0, 4.0], "valid_Recall@50": [0.2, 0.3, 0.3]}
+    _fails_with(capsys, nb01.check_your_training({**reference, "loss": [10.0, float("nan"), 4.0]}, reference),
+                "became NaN or infinite in epoch 2")
+    _fails_with(capsys, nb01.check_your_training({**reference, "valid_Recall@50": [0.1, 0.2, 0.2]}, reference),
+                "your run's best valid_Recall@50 is 0.200, the reference's 0.300")
+
+
+@pytest.mark.parametrize("answer", WRONG_KINDS + [[1.0, 2.0], {"loss": [], "valid_Recall@50": []},
+                                                  {"loss": "low", "valid_Recall@50": [0.1]}])
+def test_your_training_fails_on_a_wrong_kind_without_raising(answer, capsys):
+    reference = {"loss": [10.0, 5.0], "valid_Recall@50": [0.2, 0.3]}
+    _fails_with(capsys, nb01.check_your_training(answer, reference), "")
+    _fails_with(capsys, nb01.check_your_training(reference, answer), "")
