@@ -47,6 +47,7 @@ def _run(ref, ids, lengths, *, pack=True, pool="real"):
     return {"real": total / lengths[:, None], "width": total / width, "all": h.mean(1), "sum": total}[pool]
 
 
+_FWD = "encode_embedded (through forward)"  # the learner writes encode_embedded; the check calls forward
 _LAYERS = ("the embeddings (self.drops[0])", "the first layer's output (self.drops[1])",
            "the second layer's output (self.drops[2])")
 
@@ -84,10 +85,11 @@ def check_gru_encoder(encoder_cls):
                    "and item vectors from it")
     missing = [m for m in ("embed", "encode_embedded") if not callable(getattr(mine, m, None))]
     if missing:
-        raise Fail(f"your encoder lacks the method(s) {missing}: fit and saliency call encoder.embed(ids) and "
-                   "encoder.encode_embedded(emb, mask); keep the template's embed and forward and write encode_embedded")
+        raise Fail(f"your encoder lacks the method(s) {missing}: saliency (Exercise 4) calls encoder.embed(ids) "
+                   "and encoder.encode_embedded(emb, mask); keep the template's embed and forward and write "
+                   "encode_embedded")
     batch, ids, lengths = _padded_batch()
-    out = as_array("forward", call("forward", mine, batch), shape=(3, 4), what="(batch=3, hidden2=4)",
+    out = as_array(_FWD, call(_FWD, mine, batch), shape=(3, 4), what="(batch=3, hidden2=4)",
                    shape_hints={(3, 8, 4): "average the second layer's outputs over the real words",
                                 (3, 10): "the encoding is gru2's output (hidden2), not gru1's"})
 
@@ -97,7 +99,7 @@ def check_gru_encoder(encoder_cls):
 
     with torch.no_grad():
         alone = torch.cat([one(ref, i) for i in range(3)])
-        own_alone = torch.cat([as_tensor("forward", call("forward", one, mine, i), shape=(1, 4)) for i in range(3)])
+        own_alone = torch.cat([as_tensor(_FWD, call(_FWD, one, mine, i), shape=(1, 4)) for i in range(3)])
     if rel_error(own_alone, alone) > 1e-4:
         unpadded = [ids[i: i + 1, : lengths[i]] for i in range(3)]
         raise diagnose(own_alone, [
@@ -162,12 +164,12 @@ def _check_dropouts(encoder_cls, batch) -> None:
         for k, where in enumerate(_LAYERS):
             rates = tuple(0.5 if j == k else 0.0 for j in range(3))
             model = call("your encoder", encoder_cls, 30, 6, 5, 4, rates).train()
-            a, b = (as_array("forward", call("forward", model, batch)) for _ in range(2))
+            a, b = (as_array(_FWD, call(_FWD, model, batch)) for _ in range(2))
             if np.array_equal(a, b):
                 raise Fail(f"with dropout {rates} in training mode two forward passes give the same output: apply the "
                            f"dropout of {where}")
         model = call("your encoder", encoder_cls, 30, 6, 5, 4, (0.5, 0.5, 0.5)).eval()
-        a, b = (as_array("forward", call("forward", model, batch)) for _ in range(2))
+        a, b = (as_array(_FWD, call(_FWD, model, batch)) for _ in range(2))
     if not np.array_equal(a, b):
         raise Fail("in evaluation mode two forward passes differ: dropout must be off there; use the module's "
                    "dropout layers (self.drops), which follow model.train() / model.eval()")

@@ -140,7 +140,7 @@ def test_encoder_not_implemented_is_raised_again(capsys):
 
     with pytest.raises(NotImplementedError):
         nb04.check_gru_encoder(NotDone)
-    assert "forward is not implemented yet" in capsys.readouterr().out
+    assert "encode_embedded (through forward) is not implemented yet" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------ confidence
