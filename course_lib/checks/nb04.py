@@ -47,17 +47,20 @@ def _run(ref, ids, lengths, *, pack=True, pool="real"):
     return {"real": total / lengths[:, None], "width": total / width, "all": h.mean(1), "sum": total}[pool]
 
 
+_FWD = "encode_embedded (through forward)"  # the learner writes encode_embedded; the check calls forward
 _LAYERS = ("the embeddings (self.drops[0])", "the first layer's output (self.drops[1])",
            "the second layer's output (self.drops[2])")
 
 
-@check("your encoder", expects="a module with embedding, gru1 (bidirectional), gru2 and dropouts whose forward(batch) "
-                               "returns (batch, hidden2)")
+@check("your encoder", expects="a module with embedding, gru1 (bidirectional), gru2 and dropouts whose "
+                               "encode_embedded(emb, mask) returns (batch, hidden2)")
 def check_gru_encoder(encoder_cls):
     """``encoder_cls(n_words, emb_dim, hidden1, hidden2, dropout)`` with the layers ``embedding``,
     ``gru1`` (bidirectional), ``gru2`` must compute what :class:`GRUEncoder` computes, ignore
     padding, read each paper backwards from its last real word, and apply its three dropouts in
-    training mode only."""
+    training mode only. It must also plug into the library: ``out_dim``, ``embed`` and
+    ``encode_embedded`` (which saliency differentiates), gradients reaching the embeddings and every
+    weight, and :class:`AskGRU` taking it as its encoder."""
     from course_lib.torch_models.askgru import GRUEncoder  # noqa: PLC0415
     from course_lib.torch_models.utils import TextBatch  # noqa: PLC0415
 
@@ -78,9 +81,15 @@ def check_gru_encoder(encoder_cls):
         raise Fail(f"the layers differ from the exercise's (embedding, gru1 bidirectional, gru2): your module lacks "
                    f"{layers(lacking)} and has {layers(extra)} instead")
     if getattr(mine, "out_dim", None) != 4:
-        raise Fail(f"out_dim should be hidden2 = 4, got {getattr(mine, 'out_dim', None)}")
+        raise Fail(f"out_dim should be hidden2 = 4, got {getattr(mine, 'out_dim', None)}: AskGRU sizes the user "
+                   "and item vectors from it")
+    missing = [m for m in ("embed", "encode_embedded") if not callable(getattr(mine, m, None))]
+    if missing:
+        raise Fail(f"your encoder lacks the method(s) {missing}: saliency (Exercise 4) calls encoder.embed(ids) "
+                   "and encoder.encode_embedded(emb, mask); keep the template's embed and forward and write "
+                   "encode_embedded")
     batch, ids, lengths = _padded_batch()
-    out = as_array("forward", call("forward", mine, batch), shape=(3, 4), what="(batch=3, hidden2=4)",
+    out = as_array(_FWD, call(_FWD, mine, batch), shape=(3, 4), what="(batch=3, hidden2=4)",
                    shape_hints={(3, 8, 4): "average the second layer's outputs over the real words",
                                 (3, 10): "the encoding is gru2's output (hidden2), not gru1's"})
 
@@ -90,7 +99,7 @@ def check_gru_encoder(encoder_cls):
 
     with torch.no_grad():
         alone = torch.cat([one(ref, i) for i in range(3)])
-        own_alone = torch.cat([as_tensor("forward", call("forward", one, mine, i), shape=(1, 4)) for i in range(3)])
+        own_alone = torch.cat([as_tensor(_FWD, call(_FWD, one, mine, i), shape=(1, 4)) for i in range(3)])
     if rel_error(own_alone, alone) > 1e-4:
         unpadded = [ids[i: i + 1, : lengths[i]] for i in range(3)]
         raise diagnose(own_alone, [
@@ -108,14 +117,44 @@ def check_gru_encoder(encoder_cls):
                         _run(ref, ids, lengths, pool="width")),
                 Mistake("the backward GRU reads the padding first: pack the sequences with each paper's length, so "
                         "that it starts at the paper's last real word", _run(ref, ids, lengths, pack=False)),
-                Mistake("padding entered the GRUs and the mean: take the lengths from batch.mask (the ids behind the "
-                        "mask are not 0 here), pack with them and divide by the number of real words",
+                Mistake("padding entered the GRUs and the mean: take the lengths from the mask (the padded positions "
+                        "here hold ordinary word vectors), pack with them and divide by the number of real words",
                         _run(ref, ids, lengths, pack=False, pool="all")),
             ], f"padding changes your output (relative error {err:.1e}): the backward GRU must start at each paper's "
                "last real word (pack the sequences), and the mean must divide by the number of real words",
                 rtol=1e-4, atol=1e-6)
+    _check_plugs_in(mine, batch, out)
     _check_dropouts(encoder_cls, batch)
-    return passed("same output as GRUEncoder, and padding never changes it")
+    return passed("same output as GRUEncoder, padding never changes it, and it plugs into AskGRU")
+
+
+def _check_plugs_in(mine, batch, out) -> None:
+    """``encode_embedded`` is what ``forward`` computes, gradients reach the embeddings it is given
+    (saliency) and every weight (training), and :class:`AskGRU` scores with it."""
+    from course_lib.torch_models.askgru import AskGRU  # noqa: PLC0415
+
+    emb = as_tensor("embed", call("embed", mine.embed, batch.ids), shape=(3, 8, 6),
+                    what="a torch tensor (batch, width, emb_dim): the looked-up embeddings")
+    emb = emb.detach().requires_grad_(True)
+    g = as_tensor("encode_embedded", call("encode_embedded", mine.encode_embedded, emb, batch.mask), shape=(3, 4))
+    if not close(g, out, rtol=1e-5, atol=1e-6):
+        raise Fail("encode_embedded(embed(ids), mask) differs from forward(batch): forward must only look the words "
+                   "up and hand the embeddings to encode_embedded (keep the template's forward)")
+    if not g.requires_grad:
+        raise Fail("the encoding carries no gradient, so training could not change the encoder: no torch.no_grad(), "
+                   ".detach() or .data inside encode_embedded")
+    g.sum().backward()
+    if emb.grad is None or not bool(emb.grad.abs().sum() > 0):
+        raise Fail("no gradient reaches the embeddings given to encode_embedded, which saliency (Exercise 4) "
+                   "differentiates: build the encoding from `emb` itself, without detaching it")
+    model = call("AskGRU(your encoder, ...)", AskGRU, mine, 2, 3)
+    mine.zero_grad()
+    f = as_tensor("AskGRU.item_repr", call("AskGRU.item_repr", model.item_repr, batch), shape=(3, 4))
+    model.score_pairs(torch.tensor([0, 1, 0]), f, batch.paper_idx).sum().backward()
+    frozen = [name for name, p in mine.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    if frozen:
+        raise Fail(f"a score computed with your encoder sends no gradient to {frozen}: every layer must take part "
+                   "in the encoding (both directions of gru1, then gru2), built with torch operations only")
 
 
 def _check_dropouts(encoder_cls, batch) -> None:
@@ -125,12 +164,12 @@ def _check_dropouts(encoder_cls, batch) -> None:
         for k, where in enumerate(_LAYERS):
             rates = tuple(0.5 if j == k else 0.0 for j in range(3))
             model = call("your encoder", encoder_cls, 30, 6, 5, 4, rates).train()
-            a, b = (as_array("forward", call("forward", model, batch)) for _ in range(2))
+            a, b = (as_array(_FWD, call(_FWD, model, batch)) for _ in range(2))
             if np.array_equal(a, b):
                 raise Fail(f"with dropout {rates} in training mode two forward passes give the same output: apply the "
                            f"dropout of {where}")
         model = call("your encoder", encoder_cls, 30, 6, 5, 4, (0.5, 0.5, 0.5)).eval()
-        a, b = (as_array("forward", call("forward", model, batch)) for _ in range(2))
+        a, b = (as_array(_FWD, call(_FWD, model, batch)) for _ in range(2))
     if not np.array_equal(a, b):
         raise Fail("in evaluation mode two forward passes differ: dropout must be off there; use the module's "
                    "dropout layers (self.drops), which follow model.train() / model.eval()")
@@ -194,6 +233,15 @@ def check_confidence_loss(fn):
             *mistakes[1:],
         ], f"with alpha_conf=2, eps_conf=0.5 expected {want2:.6g}, got {other:.6g}: check c_ij = 1 + alpha log(1 + "
            "|R_i| / eps)", rtol=1e-9)
+    # fit minimises this loss with .backward(): it must stay a tensor connected to pred
+    p = pred.clone().requires_grad_(True)
+    out = as_tensor("confidence_weighted_loss", call("confidence_weighted_loss", fn, p, target, n_likes, 10.0, 1e-8),
+                    need_grad=True, what="the mean cost as a torch tensor (fit calls .backward() on it)")
+    out.sum().backward()
+    conf = 1.0 + 10.0 * torch.log1p(n_likes / 1e-8)
+    if p.grad is None or rel_error(p.grad, 2.0 * conf * (pred - target) / pred.numel()) > 1e-6:
+        raise Fail("the gradient with respect to pred is not that of eq. (2): build the loss from pred with torch "
+                   "operations only (no rounding, no .detach() of pred)")
     return passed(f"loss = {value:.4f}, as eq. (2) with c_ij = 1 + alpha log(1 + |R_i|/eps)")
 
 

@@ -22,10 +22,11 @@ def _fails_with(capsys, verdict, hint):
 
 
 class Encoder(nn.Module):
-    """The notebook's encoder; the keyword arguments switch one slip on."""
+    """The notebook's encoder (the template's embed and forward, the learner's encode_embedded);
+    the keyword arguments switch one slip on."""
 
     def __init__(self, n_words, emb_dim=200, hidden1=400, hidden2=200, dropout=(0.1, 0.5, 0.3), *, pack=True,
-                 divide="real", skip=None, functional=False, pool="mean"):
+                 divide="real", skip=None, functional=False, pool="mean", no_grad=False, detach=False):
         super().__init__()
         self.embedding = nn.Embedding(n_words, emb_dim, padding_idx=0)
         self.gru1 = nn.GRU(emb_dim, hidden1, batch_first=True, bidirectional=True)
@@ -34,6 +35,13 @@ class Encoder(nn.Module):
         self.out_dim = hidden2
         self.rates, self.pack, self.divide, self.skip, self.functional, self.pool = (
             dropout, pack, divide, skip, functional, pool)
+        self.no_grad, self.detach = no_grad, detach
+
+    def embed(self, ids):
+        return self.embedding(ids)
+
+    def forward(self, batch):
+        return self.encode_embedded(self.embed(batch.ids), batch.mask)
 
     def _drop(self, k, x):
         if k == self.skip:
@@ -46,20 +54,45 @@ class Encoder(nn.Module):
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         return pad_packed_sequence(gru(packed)[0], batch_first=True, total_length=width)[0]
 
-    def forward(self, batch):
-        width = batch.ids.shape[1]
-        lengths = batch.mask.sum(dim=1).long()
-        h1 = self._drop(1, self._gru(self.gru1, self._drop(0, self.embedding(batch.ids)), lengths, width))
+    def encode_embedded(self, emb, mask):
+        with torch.set_grad_enabled(not self.no_grad):
+            return self._encode(emb.detach() if self.detach else emb, mask)
+
+    def _encode(self, emb, mask):
+        width = emb.shape[1]
+        lengths = mask.sum(dim=1).long()
+        h1 = self._drop(1, self._gru(self.gru1, self._drop(0, emb), lengths, width))
         h2 = self._drop(2, self._gru(self.gru2, h1, lengths, width))
         if self.pool == "last":
             return h2[torch.arange(len(lengths)), lengths - 1]
-        total = (h2 * batch.mask.unsqueeze(-1)).sum(dim=1)
+        total = (h2 * mask.unsqueeze(-1)).sum(dim=1)
         return total / (lengths.unsqueeze(-1) if self.divide == "real" else width)
+
+
+class _AllInForward(Encoder):
+    """Everything written in forward, the template's encode_embedded deleted."""
+
+    encode_embedded = None
+
+    def forward(self, batch):
+        return self._encode(self.embedding(batch.ids), batch.mask)
+
+
+class _OnlyForwardDirection(Encoder):
+    """Reads gru1's forward half only and pads it with zeros where the backward states belong."""
+
+    def _encode(self, emb, mask):
+        width, lengths = emb.shape[1], mask.sum(dim=1).long()
+        h1 = self._gru(self.gru1, emb, lengths, width)
+        h1 = torch.cat([h1[..., : h1.shape[-1] // 2], torch.zeros_like(h1[..., h1.shape[-1] // 2:])], dim=-1)
+        h2 = self._gru(self.gru2, h1, lengths, width)
+        return (h2 * mask.unsqueeze(-1)).sum(dim=1) / lengths.unsqueeze(-1)
 
 
 def test_encoder_passes(capsys):
     assert nb04.check_gru_encoder(Encoder)
-    assert capsys.readouterr().out == "PASS: same output as GRUEncoder, and padding never changes it\n"
+    assert capsys.readouterr().out == ("PASS: same output as GRUEncoder, padding never changes it, and it plugs into "
+                                       "AskGRU\n")
 
 
 class _Renamed(Encoder):
@@ -80,7 +113,12 @@ class _Renamed(Encoder):
     (lambda *a: Encoder(*a, skip=2), "apply the dropout of the second layer's output (self.drops[2])"),
     (lambda *a: Encoder(*a, functional=True), "in evaluation mode two forward passes differ"),
     (_Renamed, "your module lacks ['gru2'] and has ['rnn2'] instead"),
-], ids=["unpacked", "width", "last-state", "no-drop0", "no-drop2", "dropout-in-eval", "renamed-layer"])
+    (_AllInForward, "your encoder lacks the method(s) ['encode_embedded']"),
+    (lambda *a: Encoder(*a, no_grad=True), "the encoding carries no gradient"),
+    (lambda *a: Encoder(*a, detach=True), "no gradient reaches the embeddings given to encode_embedded"),
+    (_OnlyForwardDirection, "on papers without padding your output differs from the reference"),
+], ids=["unpacked", "width", "last-state", "no-drop0", "no-drop2", "dropout-in-eval", "renamed-layer",
+        "no-encode-embedded", "no-grad", "detached-embeddings", "forward-direction-only"])
 def test_encoder_names_the_mistake(answer, hint, capsys):
     _fails_with(capsys, nb04.check_gru_encoder(answer), hint)
 
@@ -97,12 +135,12 @@ def test_encoder_fails_on_a_wrong_kind_without_raising(answer, capsys):
 
 def test_encoder_not_implemented_is_raised_again(capsys):
     class NotDone(Encoder):
-        def forward(self, batch):
+        def encode_embedded(self, emb, mask):
             raise NotImplementedError("Exercise 1: encoder")
 
     with pytest.raises(NotImplementedError):
         nb04.check_gru_encoder(NotDone)
-    assert "forward is not implemented yet" in capsys.readouterr().out
+    assert "encode_embedded (through forward) is not implemented yet" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------ confidence
@@ -128,7 +166,10 @@ def test_confidence_loss_passes(capsys):
     (lambda p, t, n, a, e: _conf(p, t, n, a, e, one=0.0), "c_ij starts at 1"),
     (lambda p, t, n, a, e: _conf(p, t, n, a, e, reduce="sum"), "you summed over the pairs"),
     (lambda p, t, n, a, e: _conf(p, t, n, a, 1e-8), "use the argument eps_conf"),
-], ids=["unweighted", "constants", "no-one-inside", "eps-times", "log10", "no-one", "sum", "constant-eps"])
+    (lambda p, t, n, a, e: _conf(p, t, n, a, e).item(), "fit calls .backward() on it"),
+    (lambda p, t, n, a, e: _conf(p.detach(), t, n, a, e), "carries no gradient"),
+], ids=["unweighted", "constants", "no-one-inside", "eps-times", "log10", "no-one", "sum", "constant-eps", "float",
+        "detached-pred"])
 def test_confidence_loss_names_the_mistake(answer, hint, capsys):
     _fails_with(capsys, nb04.check_confidence_loss(answer), hint)
 
