@@ -238,8 +238,8 @@ def test_same_training_names_a_diverged_run_and_a_history_without_validation(run
     _fails_with(capsys, nb06.check_same_training(no_valid, runs["library"]), "valid_likes=proto.valid")
 
 
-@pytest.mark.parametrize("answer", [None, {"a": 1}, "text", [1, 2], 3.0, {"loss": None, "valid_Recall@50": [0.1],
-                                                                           "best_epoch": [1]}])
+@pytest.mark.parametrize("answer", WRONG_KINDS + ["text", [1, 2], 3.0, {"loss": None, "valid_Recall@50": [0.1],
+                                                                       "best_epoch": [1]}])
 def test_same_training_fails_on_a_wrong_kind_without_raising(answer, runs, capsys):
     _fails_with(capsys, nb06.check_same_training(answer, runs["library"]), "")
     _fails_with(capsys, nb06.check_same_training(runs["yours"], answer), "")
