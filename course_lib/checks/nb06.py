@@ -1,6 +1,6 @@
 """Checks for notebook 06 (the Theano track): a symbolic ELU and its gradient, Adagrad as an
-update list, the weighted MSE as a graph, a compiled training step, a GRU step in torch's gate
-convention and a masked ``scan`` encoder.
+update list, the weighted MSE as a graph, a compiled training step (and the hybrid it trains,
+beside the library's run), a GRU step in torch's gate convention and a masked ``scan`` encoder.
 
 Each check builds a small graph around the learner's function, compiles it with the course
 defaults (:mod:`course_lib.theano_models.compat`) and compares numbers with a formula written in
@@ -15,8 +15,8 @@ import numpy as np
 from . import (Fail, Mistake, as_array, as_scalar, as_symbolic, call, check, check_beats, close, compile_symbolic,
                describe, diagnose, numerical_gradient, passed, rel_error)
 
-__all__ = ["check_adagrad", "check_beats", "check_elu", "check_gru_step", "check_scan_encoder", "check_training_step",
-           "check_weighted_mse"]
+__all__ = ["check_adagrad", "check_beats", "check_elu", "check_gru_step", "check_same_training", "check_scan_encoder",
+           "check_training_step", "check_weighted_mse"]
 
 
 @check("elu", expects="a symbolic expression: x for x > 0, exp(x) - 1 otherwise, elementwise")
@@ -286,9 +286,21 @@ def _proportional(got: list, start: list, want: list) -> bool:
     return ratio.size > 0 and np.allclose(ratio, ratio[0], rtol=1e-4) and not np.isclose(ratio[0], 1.0)
 
 
+def _first_dropout_loss(model, inputs) -> float:
+    """The weighted MSE (alpha 10) with the dropout masks that the library's step draws at its first
+    call: a random stream seeded with ``model.seed``, the model's scores in training mode."""
+    from course_lib.theano_models.compat import RandomStream, T, function  # noqa: PLC0415
+
+    targets = T.matrix("targets", dtype=model.dtype)
+    s = model.scores(train=True, stream=RandomStream(model.seed))
+    loss = ((1 + 9 * targets) * (targets - s) ** 2).sum(axis=1).mean()
+    return float(function(model.inputs() + [targets], loss)(*inputs))
+
+
 def _check_alpha_and_dropout(compile_fn, model, ref, inputs) -> None:
     """alpha must be the argument; on a model with dropout (lr = 0, so nothing moves) the loss must
-    not be the dropout-free one, and on PyTensor two calls must draw different masks."""
+    not be the dropout-free one, on PyTensor two calls must draw different masks, and the first
+    call must draw the masks of a stream seeded with the model's seed (as the library's step)."""
     from course_lib.theano_models import compat, hybrid  # noqa: PLC0415
 
     want = float(ref(*inputs, 3.0)[0])
@@ -296,7 +308,8 @@ def _check_alpha_and_dropout(compile_fn, model, ref, inputs) -> None:
     if not np.isclose(got, want, rtol=1e-6):
         raise Fail(f"with alpha=3 the step returned {got:.4f} instead of {want:.4f} (alpha=10 was right): use the "
                    "alpha argument, not a constant")
-    dropped = hybrid.HybridRecommender(15, 8, None, item_dim=4, seed=0, dtype="float64", dropout_user=0.5,
+    # seed 5, not 0: a stream seeded with a constant (the notebook's SEED = 0) draws other masks here
+    dropped = hybrid.HybridRecommender(15, 8, None, item_dim=4, seed=5, dtype="float64", dropout_user=0.5,
                                        dropout_item=0.5)
     dropped.set_known_papers(np.ones(8, dtype=bool))
     params = dropped.params.trainable_vars()
@@ -314,6 +327,62 @@ def _check_alpha_and_dropout(compile_fn, model, ref, inputs) -> None:
     if compat.BACKEND == "pytensor" and np.isclose(first, second, rtol=1e-12):
         raise Fail("two calls drew the same dropout masks: the random stream's state updates must go into the "
                    "function's updates too, so that every call draws fresh masks")
+    if not np.isclose(first, _first_dropout_loss(dropped, inputs), rtol=1e-9):
+        raise Fail("your step draws other dropout masks than the library's step: seed the random stream with the "
+                   "model's own seed (model.seed), so that your run and the library's can be compared number for "
+                   "number")
+
+
+def _history(name: str, history) -> tuple[np.ndarray, np.ndarray, int]:
+    """The losses, validation Recall@50 per epoch and best epoch of a ``train_hybrid`` history."""
+    if not isinstance(history, dict):
+        raise Fail(f"{name} must be the dict that th.train_hybrid returns, got {describe(history)}")
+    missing = [k for k in ("loss", "valid_Recall@50", "best_epoch") if k not in history]
+    if missing:
+        raise Fail(f"{name} has no {missing}: pass the history th.train_hybrid returned for a run with validation "
+                   "likes (valid_likes=proto.valid)")
+    loss = as_array(f"{name}['loss']", history["loss"], what="one loss per epoch", returned=False).ravel()
+    recall = as_array(f"{name}['valid_Recall@50']", history["valid_Recall@50"], what="one recall per epoch",
+                      returned=False).ravel()
+    best = as_array(f"{name}['best_epoch']", history["best_epoch"], what="the best epoch", returned=False).ravel()
+    if loss.size == 0 or recall.size != loss.size or best.size != 1:
+        raise Fail(f"{name} is not a finished run: it needs one loss and one validation recall per epoch and one "
+                   "best epoch")
+    return loss, recall, int(best[0])
+
+
+@check("the two training runs", expects="two histories returned by th.train_hybrid: your step's run, then the "
+                                         "library's, on the same model settings, data and seed")
+def check_same_training(yours, library, rtol: float = 1e-3):
+    """Your compiled step trained the hybrid as the library's step does: per epoch the same loss (to
+    ``rtol``, float32 rounds differently on other machines) and validation Recall@50 (to 1e-3), and
+    the same best epoch. Each history is the dict returned by ``th.train_hybrid``."""
+    loss_y, rec_y, best_y = _history("your history", yours)
+    loss_l, rec_l, best_l = _history("the library's history", library)
+    if not np.all(np.isfinite(loss_y)):
+        raise Fail("your run's loss became NaN or infinite: lower the learning rate, or check the step on its own "
+                   "(Exercise 4's check)")
+    n = min(loss_y.size, loss_l.size)
+    same = (loss_y.size == loss_l.size and best_y == best_l and np.allclose(loss_y, loss_l, rtol=rtol, atol=0)
+            and np.allclose(rec_y, rec_l, rtol=0, atol=1e-3))
+    if same:
+        # no epoch count in the line: nbval compares it, and early stopping may end elsewhere on another machine
+        return passed("your step trained the hybrid as the library's did: the same loss and validation Recall@50 at "
+                      "every epoch, and the same best epoch")
+    first = loss_y[0] / loss_l[0] if loss_l[0] else np.inf
+    raise diagnose((loss_y, rec_y), [
+        Mistake("your run's loss falls but its validation recall never moves: the step updates the weights of "
+                "ANOTHER model; compile it from the very model you pass to train_hybrid",
+                when=lambda h: h[1].size > 1 and np.ptp(h[1]) < 1e-12 and h[0][-1] < h[0][0]),
+        Mistake(f"already the first epoch's loss differs by a factor {first:.2f}: the two runs do not minimise the "
+                "same loss; give your step the alpha of the library's run and build both models with the same "
+                "settings", when=lambda h: not 0.8 < first < 1.25),
+        Mistake("the losses are close but not the same: the two runs draw different dropout masks or take "
+                "different steps; seed your random stream with model.seed, and give both runs the same lr and "
+                "seed", when=lambda h: not np.allclose(h[0][:n], loss_l[:n], rtol=rtol, atol=0)),
+    ], f"the losses agree but the validation Recall@50 or the best epoch differ (yours {np.round(rec_y, 3).tolist()}, "
+       f"best epoch {best_y}; the library's {np.round(rec_l, 3).tolist()}, best epoch {best_l}): score both models "
+       "the same way")
 
 
 def _sigmoid(x):

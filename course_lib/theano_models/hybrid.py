@@ -84,20 +84,24 @@ class HybridRecommender:
 
     Same parameters as the PyTorch ``HybridRecommender`` (``item_dim``, ``merge``, ``hidden``,
     ``user_bias``, ``dropout_user``, ``dropout_item``, ``dropout_content``, ``dropout_hidden``,
-    ``init_std``, ``seed``) plus ``dtype`` (default floatX). Initial values are drawn from
+    ``init_std``, ``seed``) plus ``dtype`` (default floatX) and ``activation``, the symbolic
+    nonlinearity of the processing layers (default :func:`~compat.elu`; notebook 06 passes the
+    learner's own ELU; not saved: set ``model.activation`` again after ``load``). Initial values are drawn from
     ``numpy.random.default_rng(seed)`` (the same distributions as torch, not the same numbers).
     """
 
     def __init__(self, n_users: int, n_papers: int, encoder=None, *, item_dim: int = 64, merge: str = "concat",
                  hidden: tuple[int, ...] = (), user_bias: bool = True, dropout_user: float = 0.0,
                  dropout_item: float = 0.0, dropout_content: float = 0.0, dropout_hidden: float = 0.0,
-                 init_std: float = 0.05, seed: int = 0, dtype: str | None = None):
+                 init_std: float = 0.05, seed: int = 0, dtype: str | None = None, activation=elu):
+        if not callable(activation):
+            raise ValueError(f"activation must be a function of a symbolic tensor (e.g. compat.elu), got {activation!r}")
         rates = dict(dropout_user=dropout_user, dropout_item=dropout_item, dropout_content=dropout_content,
                      dropout_hidden=dropout_hidden)
         check_model_args(n_users, n_papers, item_dim, merge, encoder, hidden, init_std, **rates)
         self.n_users, self.n_papers, self.merge, self.hidden = int(n_users), int(n_papers), merge, tuple(hidden)
         self.encoder, self.rates, self.user_bias, self.seed = encoder, rates, bool(user_bias), int(seed)
-        self.dtype = dtype or floatX()
+        self.dtype, self.activation = dtype or floatX(), activation
         self.config = dict(n_users=self.n_users, n_papers=self.n_papers, item_dim=int(item_dim), merge=merge,
                            hidden=[int(h) for h in hidden], user_bias=self.user_bias,
                            **{k: float(v) for k, v in rates.items()}, init_std=float(init_std), seed=self.seed,
@@ -157,7 +161,7 @@ class HybridRecommender:
             else:
                 rep = T.concatenate([rep, content], axis=1)  # (B, item_dim + out_dim)
         for k in range(len(self.hidden)):
-            rep = elu(T.dot(rep, p[f"layers.{3 * k}.weight"].T) + p[f"layers.{3 * k}.bias"])  # (B, h)
+            rep = self.activation(T.dot(rep, p[f"layers.{3 * k}.weight"].T) + p[f"layers.{3 * k}.bias"])  # (B, h)
             rep = dropout(rep, r["dropout_hidden"], stream, train)
         return rep
 

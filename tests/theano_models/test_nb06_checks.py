@@ -1,6 +1,12 @@
 """Meta-tests of the notebook 06 checks: the notebook's answers pass with its PASS lines, plausible
 wrong answers fail with the hint of their mistake, wrong types fail without raising. The checks'
 numpy references are compared with torch where torch is installed (their PASS lines name it)."""
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -139,10 +145,11 @@ def test_weighted_mse_fails_on_a_wrong_kind_without_raising(answer, capsys):
 # ------------------------------------------------------------------------------- training step
 
 
-def _compile(model, alpha, lr, *, train=True, pop=True, sgd=False, some=False, alpha_used=None, lr_used=None):
-    """The notebook's compile_training_step with one switchable slip."""
+def _compile(model, alpha, lr, *, train=True, pop=True, sgd=False, some=False, alpha_used=None, lr_used=None,
+             seed=None):
+    """The notebook's compile_training_step with one switchable slip (``seed``: the stream's seed)."""
     targets = T.matrix("targets", dtype=model.dtype)
-    stream = compat.RandomStream(SEED)
+    stream = compat.RandomStream(model.seed if seed is None else seed)
     loss = _wmse(model.scores(train=train, stream=stream), targets, alpha if alpha_used is None else alpha_used)
     params = model.params.trainable_vars()[:1] if some else model.params.trainable_vars()
     lr = lr if lr_used is None else lr_used
@@ -162,6 +169,7 @@ def test_training_step_passes(capsys):
     (lambda *a: _compile(*a, alpha_used=10.0), "use the alpha argument"),
     (lambda *a: _compile(*a, lr_used=0.1), "with lr=0 the parameters still moved"),
     (lambda *a: _compile(*a, alpha_used=1.0), "does not weigh the likes by alpha"),
+    (lambda *a: _compile(*a, seed=SEED), "seed the random stream with the model's own seed"),
 ] + ([(lambda *a: _compile(*a, pop=False), "two calls drew the same dropout masks")]
      if compat.BACKEND == "pytensor" else []))
 def test_training_step_names_the_mistake(answer, hint, capsys):
@@ -171,6 +179,70 @@ def test_training_step_names_the_mistake(answer, hint, capsys):
 @pytest.mark.parametrize("answer", WRONG_KINDS + [lambda *a: 5])
 def test_training_step_fails_on_a_wrong_kind_without_raising(answer, capsys):
     _fails_with(capsys, nb06.check_training_step(answer), "")
+
+
+# ------------------------------------------------------------ the hybrid trained by your step
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """train_hybrid histories on planted data (users like the papers of their topic, papers 20-23
+    held out for validation): the library's step, and the notebook's step right and with slips."""
+    import scipy.sparse as sp
+
+    from course_lib.theano_models import hybrid as th
+
+    rng = np.random.default_rng(0)
+    topic, user_topic = np.arange(24) % 3, np.arange(150) % 3  # more users than Recall@50 looks at
+    likes = sp.lil_matrix(((user_topic[:, None] == topic[None]) & (rng.random((150, 24)) < 0.3)).astype(np.float32))
+    train, valid = likes.copy(), sp.lil_matrix(likes.shape, dtype=np.float32)
+    train[:, 20:], valid[:, 20:] = 0, likes[:, 20:]
+    train, valid = sp.csr_matrix(train), sp.csr_matrix(valid)
+    texts = th.PaperTexts(np.ones((24, 1), dtype=np.int64), np.ones((24, 1)))
+
+    def model():
+        return th.HybridRecommender(150, 24, None, item_dim=4, dropout_item=0.3, seed=3, dtype="float64")
+
+    def run(make_step=None, **kw):
+        m = model()
+        step = None if make_step is None else make_step(m)
+        return th.train_hybrid(m, texts, train, valid, alpha=kw.get("alpha", 10.0), lr=0.1, batch_size=8, epochs=4,
+                               patience=4, seed=1, progress=False, step_fn=step)
+
+    return {"library": run(),
+            "yours": run(lambda m: _compile(m, 10.0, 0.1)),
+            "other model": run(lambda m: _compile(model(), 10.0, 0.1)),
+            "constant seed": run(lambda m: _compile(m, 10.0, 0.1, seed=SEED)),
+            "other alpha": run(lambda m: _compile(m, 50.0, 0.1))}
+
+
+def test_same_training_passes(runs, capsys):
+    assert nb06.check_same_training(runs["yours"], runs["library"])
+    assert capsys.readouterr().out == ("PASS: your step trained the hybrid as the library's did: the same loss and "
+                                       "validation Recall@50 at every epoch, and the same best epoch\n")
+
+
+@pytest.mark.parametrize("slip, hint", [
+    ("other model", "the step updates the weights of ANOTHER model"),
+    ("constant seed", "seed your random stream with model.seed"),
+    ("other alpha", "give your step the alpha of the library's run"),
+])
+def test_same_training_names_the_mistake(runs, slip, hint, capsys):
+    _fails_with(capsys, nb06.check_same_training(runs[slip], runs["library"]), hint)
+
+
+def test_same_training_names_a_diverged_run_and_a_history_without_validation(runs, capsys):
+    diverged = dict(runs["yours"], loss=[3.0, float("nan"), 1.0, 1.0])
+    _fails_with(capsys, nb06.check_same_training(diverged, runs["library"]), "your run's loss became NaN")
+    no_valid = {k: v for k, v in runs["yours"].items() if not k.startswith("valid_")}
+    _fails_with(capsys, nb06.check_same_training(no_valid, runs["library"]), "valid_likes=proto.valid")
+
+
+@pytest.mark.parametrize("answer", WRONG_KINDS + ["text", [1, 2], 3.0, {"loss": None, "valid_Recall@50": [0.1],
+                                                                       "best_epoch": [1]}])
+def test_same_training_fails_on_a_wrong_kind_without_raising(answer, runs, capsys):
+    _fails_with(capsys, nb06.check_same_training(answer, runs["library"]), "")
+    _fails_with(capsys, nb06.check_same_training(runs["yours"], answer), "")
 
 
 # ------------------------------------------------------------------------------------- GRU step
@@ -264,3 +336,30 @@ def test_beats_is_the_shared_check(capsys):
     assert nb06.check_beats({"m": {"cold R@50": 0.3}, "pop": {"cold R@50": 0.2}}, "m", "pop")
     assert not nb06.check_beats({"m": {"cold R@50": 0.1}, "pop": {"cold R@50": 0.2}}, "m", "pop")
     assert "m (0.100) does not beat pop (0.200)" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- no torch in notebook 06
+
+_NO_TORCH = """
+import importlib.abc, sys
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
+
+sys.meta_path.insert(0, NoTorch())
+"""
+
+
+def test_notebook_06_imports_nothing_that_needs_torch():
+    """The Theano track runs where torch is missing (the Theano 1.0.5 environment): every import
+    of the master notebook's code cells works with torch blocked."""
+    book = json.loads((Path(__file__).resolve().parents[2] / "solutions" / "06_theano_track.ipynb").read_text())
+    imports = [ast.unparse(node) for cell in book["cells"] if cell["cell_type"] == "code"
+               for node in ast.walk(ast.parse("".join(cell["source"])))
+               if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert any("course_lib.theano_models" in line for line in imports), imports
+    script = _NO_TORCH + "\n".join(imports) + "\nassert 'torch' not in sys.modules\nprint('ok')"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr

@@ -184,3 +184,20 @@ def test_theano_fit_checks_its_arguments_before_compiling(data):
             ta.fit(model, train, texts, progress=False, **bad)
     with pytest.raises(ValueError, match=r"likes has shape \(30, 20\), the model expects \(30, 24\)"):
         ta.fit(model, train[:, :20], texts, progress=False)
+
+
+def test_your_activation_is_the_one_in_the_processing_layers(data):
+    """Notebook 06 puts the learner's ELU into the model: the processing layers use ``activation``."""
+    texts, train, valid, wv, idf = data
+
+    def scores(activation):
+        model = th.HybridRecommender(N_USERS, N_PAPERS, tcon.TfidfWordAverage(wv, idf, dtype="float64"), item_dim=4,
+                                     hidden=(3,), seed=7, dtype="float64", activation=activation)
+        model.set_known_papers(np.ones(N_PAPERS, dtype=bool))
+        return model.score_papers(np.arange(N_PAPERS), texts)
+
+    default = scores(compat.elu)
+    np.testing.assert_allclose(scores(lambda x: T.switch(x > 0, x, T.expm1(T.minimum(x, 0)))), default, rtol=1e-6)
+    assert np.abs(scores(T.tanh) - default).max() > 1e-4
+    with pytest.raises(ValueError, match="activation must be a function of a symbolic tensor"):
+        th.HybridRecommender(N_USERS, N_PAPERS, activation="elu")
