@@ -678,8 +678,8 @@ def train_gru4rec(model: GRU4Rec, train: pd.DataFrame, valid: pd.DataFrame | Non
       loop detaches and keeps for the next step of each slot.
 
     ``step_fn`` defaults to :func:`train_step`. A learner's own step (or a ``GRU4Rec`` subclass that
-    overrides ``gru_cell``, ``forward`` or ``loss_function``) plugs in here; for example, the plain
-    version of the library's step, which gives the same numbers::
+    overrides ``gru_cell``, ``forward``, ``score_items`` or ``loss_function``) plugs in here; for
+    example, the plain version of the library's step, which gives the same numbers::
 
         def my_step(model, batch, hidden, optimizer):
             if batch.reset is not None:
