@@ -107,9 +107,9 @@ def draw_session_parallel(lengths=(4, 2, 3, 2, 3), batch_size: int = 3, ax=None,
     for t in range(int(max(b.x for b in boxes) / 2.2) + 1):
         ax.text(2.2 * t, 0.6, f"step {t}", ha="center", va="bottom", fontsize=9)
     bottom = -1.1 * (n_slots - 1) - 0.6
-    ax.text(min(b.x for b in boxes) - 0.75, bottom - 0.15, "red: a new session takes the slot, its state starts at zero\n"
-            "blue: the state is carried along the arrow; a slot with no session left leaves the batch",
-            ha="left", va="top", fontsize=8)
+    legend = ("red: a new session takes the slot, its state starts at zero\n"
+              "blue: the state is carried along the arrow; a slot with no session left leaves the batch")
+    ax.text(min(b.x for b in boxes) - 0.75, bottom - 0.15, legend, ha="left", va="top", fontsize=8)
     ax.set_xlim(min(b.x for b in boxes) - 1.8, max(b.x for b in boxes) + 1.0)
     ax.set_ylim(bottom - 0.6, 1.1)
     return ax
