@@ -385,9 +385,15 @@ class GRU4Rec(nn.Module):
             new_h.append(out if self.dropout_state == "dropped" else h)
         return out, new_h
 
-    def forward(self, x: torch.Tensor, hidden: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, hidden: list[torch.Tensor],
+                reset: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """One step of every slot: items ``x`` (B,) (score columns), states ``hidden`` (one (B, h_k)
-        per layer). Returns the output (B, h_last) and the new states; dropout when ``self.training``."""
+        per layer), ``reset`` (B, 1) bool or None: the slots whose state is zeroed first (a new
+        session starts there). Returns the output (B, h_last) and the new states; dropout when
+        ``self.training``. The scorer protocol (``score_next``) steps through this method too, so a
+        subclass's own ``forward`` is what evaluation runs."""
+        if reset is not None:
+            hidden = [h.masked_fill(reset, 0.0) for h in hidden]
         return self.hidden_layers(self.input_gates(self.input_rows(x), self.training), hidden, self.training)
 
     def score_items(self, out: torch.Tensor, cols: torch.Tensor | None = None) -> torch.Tensor:
@@ -454,7 +460,12 @@ class GRU4Rec(nn.Module):
     def _scores_next(self, item_idx) -> torch.Tensor:
         idx = check_slot_items(item_idx, self._H, self.item_ids)
         x = torch.as_tensor(idx, device=self.device)
-        out, self._H = self.hidden_layers(self.input_gates(self.input_rows(x), False), self._H, False)
+        training = self.training
+        self.train(False)  # scoring never drops out, even between epochs of training
+        try:
+            out, self._H = self(x, self._H)
+        finally:
+            self.train(training)
         return self.score_items(out)
 
     # --- persistence -----------------------------------------------------------------------------
@@ -667,8 +678,8 @@ def train_gru4rec(model: GRU4Rec, train: pd.DataFrame, valid: pd.DataFrame | Non
       loop detaches and keeps for the next step of each slot.
 
     ``step_fn`` defaults to :func:`train_step`. A learner's own step (or a ``GRU4Rec`` subclass that
-    overrides ``gru_cell``, ``forward`` or ``loss_function``) plugs in here; for example, the plain
-    version of the library's step, which gives the same numbers::
+    overrides ``gru_cell``, ``forward``, ``score_items`` or ``loss_function``) plugs in here; for
+    example, the plain version of the library's step, which gives the same numbers::
 
         def my_step(model, batch, hidden, optimizer):
             if batch.reset is not None:

@@ -3,6 +3,8 @@
 learner's own GRU cell (a subclass) or torch optimiser trains to a useful Recall."""
 import inspect
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -77,6 +79,33 @@ class _TorchAdagrad(torch.optim.Adagrad):
     def step(self, rows=None):
         super().step()
         self.zero_grad()
+
+
+def test_forward_zeroes_the_reset_slots_and_scoring_runs_a_subclass_forward(tiny):
+    model = g.GRU4Rec(layers=[8], n_sample=0, n_epochs=1, batch_size=16, seed=0, device="cpu").fit(tiny.train,
+                                                                                                  progress=False)
+    x, h = torch.tensor([0, 1, 2]), [torch.randn(3, 8, generator=torch.Generator().manual_seed(0))]
+    reset = torch.tensor([[True], [False], [True]])
+    out, _ = model(x, h, reset)
+    fresh, _ = model(x, [h[0].masked_fill(reset, 0.0)])
+    assert torch.equal(out, fresh) and not torch.equal(out, model(x, h)[0])
+
+    class Forgetful(g.GRU4Rec):
+        """Every click starts from a zero state: scoring must see it."""
+
+        def forward(self, x, hidden, reset=None):
+            return super().forward(x, [torch.zeros_like(t) for t in hidden])
+
+    forgetful = Forgetful(layers=[8], n_sample=0, device="cpu")
+    forgetful.item_ids = model.item_ids
+    forgetful.load_weights(model.W, strict=False)
+    forgetful.train()  # scoring switches dropout off by itself, and restores the mode
+    a, b = (evaluate_sessions(m, tiny.test, cutoffs=(20,))["Recall@20"] for m in (model, forgetful))
+    assert a != b and forgetful.training
+    model.reset(1)
+    forgetful.reset(1)
+    first = np.array([3])  # the first click of a session reads a zero state in both
+    np.testing.assert_allclose(model.score_next(first), forgetful.score_next(first), rtol=1e-6)
 
 
 def test_a_step_function_that_is_not_callable_is_refused(tiny):
