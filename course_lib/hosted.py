@@ -122,7 +122,10 @@ def colab_table(solutions: Path) -> str:
     for nb in sorted(solutions.glob("*.ipynb")):
         rows.append(f"| `{nb.stem}` | [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
                     f"({colab_url('notebooks/' + nb.name)}) |")
-    return "\n".join([README_BEGIN, *rows, README_END])
+    pip = (f"Without a notebook, `pip install \"course-lib @ git+{REPOSITORY}\"` installs the library with the "
+           "tiny tier inside it (on Linux, install torch's CPU build first: `pip install torch --index-url "
+           "https://download.pytorch.org/whl/cpu`, unless you want CUDA).")
+    return "\n".join([README_BEGIN, *rows, "", pip, README_END])
 
 
 def refresh_readme(readme: Path, solutions: Path) -> bool:

@@ -77,12 +77,14 @@ def read_table(source, columns: dict[str, str], what: str, sep: str | None = Non
         df = pd.read_csv(path, sep=_sep_for(path, sep), keep_default_na=False, na_values=[""])
         name = str(path)
     wanted = list(columns.values())
-    missing = [c for c in wanted if c not in df.columns]
+    missing = {k: v for k, v in columns.items() if v not in df.columns}
     if missing:
-        hint = " (is the separator right? pass sep=...)" if len(df.columns) == 1 else ""
-        raise ValueError(f"{name} has no column {', '.join(repr(m) for m in missing)}; its columns are "
-                         f"{list(df.columns)}{hint}. Pass the names your file uses, e.g. "
-                         + ", ".join(f"{k}={v!r}" for k, v in list(columns.items())[:2]))
+        if len(df.columns) == 1:
+            fix = "is the separator right? pass sep=..."
+        else:
+            fix = "name the column that holds it: " + ", ".join(f"{k}='...'" for k in missing)
+        raise ValueError(f"{name} has no column {', '.join(repr(v) for v in missing.values())}; its columns are "
+                         f"{list(df.columns)}: {fix}")
     df = df[wanted].rename(columns={v: k for k, v in columns.items()})
     if len(df) == 0:
         raise ValueError(f"{name} has no rows")

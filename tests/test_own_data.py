@@ -55,7 +55,7 @@ def test_numeric_ids_stay_numbers_and_no_texts_gives_empty_texts(tmp_path):
 
 def test_missing_column_names_the_file_and_the_columns_found(files):
     likes, texts, _ = files
-    with pytest.raises(ValueError, match=r"has no column 'user'; its columns are \['who', 'what'\]"):
+    with pytest.raises(ValueError, match=r"has no column 'user'; its columns are \['who', 'what'\]: name the column that holds it: user="):
         load_citeulike_files(likes, texts, item="what", text="body")
     with pytest.raises(ValueError, match="is the separator right"):
         load_citeulike_files(likes, texts, user="who", item="what", text="body", sep="\t")
