@@ -112,6 +112,7 @@ class ItemKNN(_SessionScorer):
         n_items = len(self.item_ids)
         # (n_sessions, n_items) binary: a session counts once per item however often it was clicked
         occ = sp.csr_matrix((np.ones(len(cols)), (sess, cols)), shape=(sess.max() + 1, n_items))
+        occ.sum_duplicates()  # scipy 1.13 keeps a repeated (session, item) pair as two entries here
         occ.data[:] = 1.0
         cooc = (occ.T @ occ).tocsr()  # (n_items, n_items): sessions with both items
         support = np.asarray(occ.sum(axis=0)).ravel()  # (n_items,)
