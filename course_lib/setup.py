@@ -134,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             print("    " + " ".join(cmd))
             continue
         if what.startswith("start JupyterLab"):
-            os.chdir(REPO_ROOT)
-            return subprocess.call(cmd)
+            try:
+                return subprocess.call(cmd, cwd=REPO_ROOT)
+            except KeyboardInterrupt:  # Ctrl-C stops JupyterLab; no traceback for that
+                return 0
         result = subprocess.run(cmd, cwd=REPO_ROOT)
         if result.returncode != 0:
             if what == "check this machine":
