@@ -37,7 +37,9 @@ if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
                 "or run .ci/run, which does", allow_module_level=True)
 
 from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses Debian's chromium paths")
@@ -108,9 +110,18 @@ def _browser(tmp: Path):
 def _open(driver, lab: Lab, rel: str):
     driver.get(lab.url(f"lab/tree/{rel}"))
     WebDriverWait(driver, 120).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell"))
-    # the kernel is up when the toolbar's status says idle
-    WebDriverWait(driver, 180).until(lambda d: d.find_elements(
-        By.CSS_SELECTOR, ".jp-NotebookPanel-toolbar .jp-Notebook-ExecutionIndicator[data-status='idle']"))
+    # the kernel is up when the status bar says "Python 3 (ipykernel) | Idle" and no dialog is open
+    WebDriverWait(driver, 180).until(lambda d: _accept_dialogs(d) or (
+        "| Idle" in d.find_element(By.TAG_NAME, "body").text and not d.find_elements(By.CSS_SELECTOR, ".jp-Dialog")))
+
+
+def _accept_dialogs(driver) -> None:
+    """Accept what JupyterLab asks on the way (older releases ask which kernel to start)."""
+    for button in driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog .jp-Dialog-button.jp-mod-accept"):
+        try:
+            button.click()
+        except Exception:  # the dialog closed by itself meanwhile
+            pass
 
 
 def _menu(driver, menu: str, command: str):
@@ -118,6 +129,19 @@ def _menu(driver, menu: str, command: str):
     item.click()
     WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, f'li[data-command="{command}"]'))
     driver.find_element(By.CSS_SELECTOR, f'li[data-command="{command}"]').click()
+
+
+def _save(driver) -> None:
+    try:
+        _menu(driver, "File", "docmanager:save")
+    except Exception:  # a menu that did not open in time: the keyboard does the same
+        driver.find_element(By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Notebook").click()
+        ActionChains(driver).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL).perform()
+
+
+def _saved_heatmap() -> bool:
+    nb = nbformat.read(OUT / NOTEBOOK, as_version=4)
+    return any("rgba(220, 40, 40" in str(c.outputs) for c in nb.cells if c.cell_type == "code")
 
 
 def _colours(driver, element) -> list[str]:
@@ -155,7 +179,8 @@ def test_saliency_widget_renders_coloured_words(workdir):
         explorer = "//div[contains(@class,'widget-vbox')][.//input[@placeholder='words of the title']][.//div[contains(@class,'widget-html')]]"
         try:
             box = WebDriverWait(driver, 600).until(
-                lambda d: next((b for b in d.find_elements(By.XPATH, explorer) if b.find_elements(By.CSS_SELECTOR, HEAT)), None))
+                lambda d: _accept_dialogs(d) or next(
+                    (b for b in d.find_elements(By.XPATH, explorer) if b.find_elements(By.CSS_SELECTOR, HEAT)), None))
         except TimeoutException:
             driver.save_screenshot(str(OUT / "saliency_widget_timeout.png"))
             errors = [e.text[:300] for e in driver.find_elements(By.CSS_SELECTOR, ".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']")]
@@ -163,12 +188,9 @@ def test_saliency_widget_renders_coloured_words(workdir):
         _assert_heatmap(driver, box, "saliency explorer")
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
         box.screenshot(str(OUT / "saliency_widget.png"))
-        WebDriverWait(driver, 600).until(lambda d: d.find_elements(
-            By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator[data-status='idle']"))
-        _menu(driver, "File", "docmanager:save")  # the static check below opens what this run saved
-        WebDriverWait(driver, 30).until(
-            lambda d: any(o.get("output_type") == "display_data" for c in nbformat.read(OUT / NOTEBOOK, as_version=4).cells
-                          if c.cell_type == "code" for o in c.outputs))
+        WebDriverWait(driver, 600).until(lambda d: "| Idle" in d.find_element(By.TAG_NAME, "body").text)
+        # save, then wait until the file holds the static heatmap: the check below opens what this run saved
+        WebDriverWait(driver, 120, poll_frequency=5).until(lambda d: _save(d) or _saved_heatmap())
     finally:
         driver.quit()
         lab.stop()
@@ -176,8 +198,7 @@ def test_saliency_widget_renders_coloured_words(workdir):
 
 
 def test_static_fallback_without_widget_manager(workdir):
-    saved = nbformat.read(OUT / NOTEBOOK, as_version=4)
-    if not any(c.get("outputs") for c in saved.cells if c.cell_type == "code"):
+    if not _saved_heatmap():
         pytest.skip("needs the notebook run and saved by test_saliency_widget_renders_coloured_words")
     lab = Lab(workdir, widgets=False)
     driver = _browser(workdir)
