@@ -67,7 +67,8 @@ def index_reachable(url: str, timeout: float = 10.0) -> bool:
 
 def torch_floor() -> tuple[int, ...]:
     """The lowest torch the course supports, from the ``torch>=X.Y`` line of pyproject.toml."""
-    match = re.search(r'"torch\s*>=\s*([0-9.]+)', (REPO_ROOT / "pyproject.toml").read_text())
+    pyproject = REPO_ROOT / "pyproject.toml"
+    match = re.search(r'"torch\s*>=\s*([0-9.]+)', pyproject.read_text()) if pyproject.is_file() else None
     return _version_tuple(match.group(1)) if match else (0,)
 
 
@@ -115,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="install into this Python (an activated conda or other environment) instead of .venv")
     parser.add_argument("--dry-run", action="store_true", help="print the steps without running them")
     args = parser.parse_args(argv)
+    if not (REPO_ROOT / "pyproject.toml").is_file():
+        print(f"python -m course_lib.setup sets up a checkout of the course, but this course_lib is installed in "
+              f"{REPO_ROOT}. Run it from the folder you cloned (cd recsys-dl-course; python -m course_lib.setup).")
+        return 1
     if sys.version_info < MIN_PYTHON:
         print(f"The course needs Python {'.'.join(map(str, MIN_PYTHON))} or newer (3.11 recommended); this is "
               f"{platform.python_version()} ({sys.executable}). Install a newer Python and run this with it.")

@@ -37,14 +37,14 @@ def test_venv_python_on_windows_and_elsewhere():
 
 
 def test_plan_linux_without_gpu_takes_the_cpu_wheel():
-    py = setup.venv_python(ROOT / ".venv", "Linux")
+    py = setup.venv_python(setup.REPO_ROOT / ".venv", "Linux")
     steps = setup.plan(True, py, lab=True, system="Linux", nvidia=False)
     whats = [w for w, _ in steps]
     assert whats[0] == "create the virtual environment .venv" and whats[-1].startswith("start JupyterLab")
     torch = next(cmd for w, cmd in steps if w.startswith("install torch"))
     assert torch[-3:] == [f"torch=={setup.DEFAULT_TORCH}", "--extra-index-url", setup.TORCH_CPU_INDEX]
     course = next(cmd for w, cmd in steps if w.startswith("install the course"))
-    assert course[-2:] == ["-e", f"{ROOT}[test]"]
+    assert course[-2:] == ["-e", f"{setup.REPO_ROOT}[test]"]
     # torch comes first, so the course's range is already met and pip keeps the CPU build
     assert whats.index(next(w for w in whats if w.startswith("install torch"))) < whats.index("install the course and its dependencies")
 
@@ -60,6 +60,7 @@ def test_plan_without_lab_with_torch_present_or_index_unreachable(capsys):
     assert "cannot be reached" in capsys.readouterr().out
 
 
+@pytest.mark.skipif(not (setup.REPO_ROOT / "pyproject.toml").is_file(), reason="course_lib is installed, not a checkout")
 def test_dry_run_prints_the_steps_for_this_environment():
     out = subprocess.run([sys.executable, "-m", "course_lib.setup", "--dry-run", "--no-lab", "--here"],
                          cwd=ROOT, capture_output=True, text=True, check=True).stdout
@@ -70,4 +71,11 @@ def test_dry_run_prints_the_steps_for_this_environment():
 
 def test_version_tuple_and_floor():
     assert setup._version_tuple("2.13.0+cpu") == (2, 13, 0)
-    assert setup.torch_floor() >= (2, 0)
+    from_checkout = (setup.REPO_ROOT / "pyproject.toml").is_file()
+    assert setup.torch_floor() >= (2, 0) if from_checkout else setup.torch_floor() == (0,)
+
+
+def test_refuses_to_run_outside_a_checkout(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(setup, "REPO_ROOT", tmp_path)
+    assert setup.main(["--dry-run"]) == 1
+    assert "sets up a checkout" in capsys.readouterr().out
