@@ -141,7 +141,10 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TINY_DIR = REPO_ROOT / "data" / "tiny"
+# A checkout has data/ at its top; a wheel (pip install of the repository, as on Colab) carries the
+# same files as course_lib/_data (setup.py).
+DATA_ROOT = REPO_ROOT / "data" if (REPO_ROOT / "data" / "tiny" / "SHA256SUMS").is_file() else Path(__file__).resolve().parent / "_data"
+TINY_DIR = DATA_ROOT / "tiny"
 DATA_DIR_ENV = "COURSE_DATA_DIR"
 CACHE_DIR_ENV = "COURSE_CACHE_DIR"
 TIERS = ("tiny", "small", "full")

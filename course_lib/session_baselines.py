@@ -124,6 +124,7 @@ class ItemKNN(_SessionScorer):
         n_items = len(self.item_ids)
         # (n_sessions, n_items) binary: a session counts once per item however often it was clicked
         occ = sp.csr_matrix((np.ones(len(cols)), (sess, cols)), shape=(sess.max() + 1, n_items))
+        occ.sum_duplicates()  # scipy 1.13 keeps a repeated (session, item) pair as two entries here
         occ.data[:] = 1.0
         pairs = float(min(np.sum(occ.getnnz(axis=1).astype(np.float64) ** 2), float(n_items) ** 2))
         check_memory(4 * 16.0 * pairs, f"item-KNN's co-occurrence counts (up to {pairs:,.0f} item pairs)",
