@@ -4,7 +4,7 @@
   ``text``, optionally ``abstract``; the text may be pre-tokenised) and tags (``item``, ``tag``)
   into a :class:`~course_lib.data.CiteULike`, so every CiteULike notebook and model runs on them.
 * :func:`load_sessions_file` reads click events (``session``, ``item``, ``time``) and applies the
-  RSC15 preprocessing of GRU4Rec (:func:`course_lib.splits.preprocess_clicks`, then
+  RSC15 preprocessing of GRU4Rec (:func:`course_lib.clicks.preprocess_clicks`, then
   :func:`course_lib.splits.session_split_by_time` twice) into a :class:`~course_lib.data.Sessions`.
 
 The column names are arguments, so a file with other headers needs no editing. Separators follow
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from course_lib import splits
+from course_lib import clicks, splits
 from course_lib.data import DATA_ROOT, TEXT_FIELDS, CiteULike, Sessions
 from course_lib.validation import check_same_id_kind
 
@@ -241,8 +241,8 @@ def load_sessions_file(events, *, session: str = "session", item: str = "item", 
             codes, uniques = pd.factorize(ids)
             frame[key], meta[what] = codes.astype(np.int64), np.asarray(uniques)
     frame["Time"] = _times(df["time"], label, time_unit)
-    clicks = pd.DataFrame(frame)
-    clean, c1 = splits.preprocess_clicks(clicks, min_session_len=min_session_len, min_item_support=min_item_support)
+    raw = pd.DataFrame(frame)
+    clean, c1 = clicks.preprocess_clicks(raw, min_session_len=min_session_len, min_item_support=min_item_support)
     train, test, c2 = splits.session_split_by_time(clean, days=test_days, min_session_len=min_session_len)
     if len(test) == 0:
         raise ValueError(f"no test session is left: the last {test_days} day(s) have no session of >= "

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from course_lib import splits
+from course_lib import clicks, splits
 from course_lib.data import CiteULike, Sessions
 from course_lib.own_data import SAMPLE_DIR, OwnCiteULike, load_citeulike_files, load_sessions_file
 from course_lib.text import prepare_text
@@ -107,7 +107,7 @@ def test_sessions_are_preprocessed_exactly_like_rsc15():
     # the same preprocessing by hand on numbered ids
     codes = pd.DataFrame({"SessionId": pd.factorize(ev.sid)[0], "ItemId": pd.factorize(ev.sku)[0],
                           "Time": ev.t.astype(float)})
-    clean, _ = splits.preprocess_clicks(codes)
+    clean, _ = clicks.preprocess_clicks(codes)
     train, test, _ = splits.session_split_by_time(clean, days=1)
     pd.testing.assert_frame_equal(s.train, train)
     pd.testing.assert_frame_equal(s.test, test)
