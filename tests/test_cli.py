@@ -298,3 +298,12 @@ def test_lab_help_builds_nothing(course_repo, capsys):
     code, out = _course(capsys, "lab", "--help")
     assert code == 0 and "usage: course lab" in out and "--force" in out
     assert not (root / "notebooks" / "00_start_here.ipynb").exists() and started == []
+
+
+def test_a_broken_master_is_one_message(course_repo, capsys):
+    root, _ = course_repo
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1\n### BEGIN SOLUTION\n")]),
+                   root / "solutions" / "01_broken.ipynb")
+    code, out = _course(capsys, "build-notebooks")
+    _assert_one_clear_error(code, out, r"course build-notebooks: error: 01_broken.ipynb, cell 0: a cell with a "
+                                       r"solution block must start with '# Exercise N: title'")
