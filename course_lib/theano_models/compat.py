@@ -115,25 +115,24 @@ def seed_compiledir(shared: Path, private: Path) -> int:
     return n
 
 
-def _versioned(entry: Path) -> bool:
-    """True for a finished module whose keys are all versioned (PyTensor drops the others)."""
+def _key_data(entry: Path):
+    """The ``KeyData`` PyTensor pickled for a compiled module, or None if there is none to read."""
     import pickle  # noqa: PLC0415
 
-    if not (entry / "key.pkl").is_file():
-        return entry.name.endswith("_ext") and any(entry.glob("*.so"))  # cutils_ext, lazylinker_ext
     try:
         with open(entry / "key.pkl", "rb") as fh:
-            keys = pickle.load(fh).keys
-    except Exception:  # unreadable: not worth sharing
-        return False
-    return bool(keys) and all(key[0] for key in keys)
+            return pickle.load(fh)
+    except Exception:  # missing (unfinished) or unreadable: not a module to share
+        return None
 
 
 def merge_compiledir(private: Path, shared: Path) -> int:
     """Move the modules compiled in ``private`` that ``shared`` lacks into ``shared``; returns how many.
 
-    Each module is copied under a hidden name and then renamed, under the shared dir's lock, so
-    another process never sees half a module."""
+    A module is shared when it is finished and all its keys are versioned (PyTensor drops the
+    others), and ``shared`` has no module with the same code hash (another process may have
+    compiled it meanwhile). Each is copied under a hidden name and then renamed, under the shared
+    dir's lock, so another process never sees half a module."""
     from filelock import FileLock  # noqa: PLC0415
 
     n = 0
@@ -141,11 +140,19 @@ def merge_compiledir(private: Path, shared: Path) -> int:
         dst = shared / src.name
         dst.mkdir(parents=True, exist_ok=True)
         with FileLock(dst / ".lock"):
+            known = {getattr(_key_data(e), "module_hash", None) for e in dst.iterdir() if e.is_dir()}
             for entry in src.iterdir():
                 if not entry.is_dir() or entry.name == "lock_dir" or (dst / entry.name).exists():
                     continue
-                if not _versioned(entry):
-                    continue
+                if entry.name.endswith("_ext"):  # cutils_ext, lazylinker_ext: helper modules, no key
+                    if not any(entry.glob("*.so")):
+                        continue
+                else:
+                    data = _key_data(entry)
+                    keys = getattr(data, "keys", None)
+                    if not keys or not all(key[0] for key in keys) or data.module_hash in known:
+                        continue
+                    known.add(data.module_hash)
                 incoming = dst / f".incoming-{entry.name}"
                 shutil.rmtree(incoming, ignore_errors=True)
                 _copy_entry(entry, incoming)

@@ -24,14 +24,15 @@ def test_backend_is_configured_for_fast_compilation():
         assert str(theano.config.compiledir).startswith(str(expected))
 
 
-def _module(folder, name, versioned=True, finished=True):
+def _module(folder, name, versioned=True, finished=True, code=None):
     """A compiled module as PyTensor leaves it in its cache (a stand-in for its KeyData)."""
     entry = folder / name
     entry.mkdir(parents=True)
     (entry / "mod.cpp").write_text("// code")
     if finished:
         (entry / f"m{name}.so").write_bytes(b"ELF")
-        (entry / "key.pkl").write_bytes(pickle.dumps(SimpleNamespace(keys={(("v1",) if versioned else (), name)})))
+        key = SimpleNamespace(keys={(("v1",) if versioned else (), name)}, module_hash=code or f"hash-{name}")
+        (entry / "key.pkl").write_bytes(pickle.dumps(key))
     return entry
 
 
@@ -50,6 +51,7 @@ def test_a_private_compile_cache_is_seeded_from_the_shared_one_and_merged_back(t
     _module(private / plat, "tmpnew")
     _module(private / plat, "tmpunversioned", versioned=False)
     _module(private / plat, "tmpunfinished", finished=False)
+    _module(private / plat, "tmptwin", code="hash-tmpold")  # the same module compiled again elsewhere
     assert compat.merge_compiledir(private, shared) == 1
     assert sorted(p.name for p in (shared / plat).iterdir() if p.is_dir()) == ["tmpnew", "tmpold"]
     assert (shared / plat / "tmpnew" / "mtmpnew.so").read_bytes() == b"ELF"
