@@ -1,4 +1,4 @@
-"""The ``course`` command: check a laptop, build notebooks, fetch data, preprocess RSC15, benchmarks.
+"""The course command: check a laptop, build notebooks, fetch data, preprocess RSC15, benchmarks.
 
     course check                 is this machine ready for the session?
     course lab                   build the missing student notebooks and open JupyterLab on 00_start_here
@@ -257,8 +257,8 @@ def run_lab(argv: list[str]) -> int:
     from course_lib import notebook_builder
 
     parser = argparse.ArgumentParser(
-        prog="course lab", description="Generate the student notebooks that are missing (your edited ones are "
-        "kept) and start JupyterLab on notebooks/00_start_here.ipynb.",
+        prog="course lab", description="Generate the student notebooks that are missing or out of date (the ones "
+        "you edited are kept) and start JupyterLab on notebooks/00_start_here.ipynb.",
         epilog="Other options go to `jupyter lab`, e.g. `course lab --port 8890`.")
     parser.add_argument("--force", action="store_true",
                         help="also regenerate the notebooks you edited (each is backed up first)")
