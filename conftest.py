@@ -19,10 +19,29 @@ os.environ.setdefault("COURSE_TIER", "tiny")
 PRIVATE_ENV = "COURSE_PRIVATE_COMPILEDIR"  # read by course_lib.theano_models.compat
 
 
+def _remove_abandoned(prefix: str) -> None:
+    """Delete the private caches of earlier runs that were killed before their exit hooks ran."""
+    for old in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        pid = old.name[len(prefix):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but belongs to someone else
+        return True
+    return True
+
+
 def pytest_configure(config):
     if os.environ.get(PRIVATE_ENV) or "base_compiledir=" in os.environ.get("PYTENSOR_FLAGS", ""):
         return  # an enclosing run's private cache, or a compile dir the user chose
-    private = tempfile.mkdtemp(prefix="course-pytensor-")
+    _remove_abandoned("course-pytensor-")
+    private = tempfile.mkdtemp(prefix=f"course-pytensor-{os.getpid()}-")
     os.environ[PRIVATE_ENV] = private
     config.course_private_compiledir = Path(private)
     # registered before PyTensor is imported, so it runs after PyTensor's own exit hooks (atexit is
