@@ -356,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return _run(argv)
+    except BrokenPipeError:  # `course ... | head`: the reader has gone, nothing to tell it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (ValueError, OSError, MemoryError) as exc:
         # the library's errors name the problem and the fix; a traceback would only bury that
         if os.environ.get(DEBUG_ENV):
