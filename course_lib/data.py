@@ -222,6 +222,21 @@ def local_data_dir() -> Path | None:
     return Path(env).expanduser() if env else None
 
 
+def local_data_problem() -> str | None:
+    """What is wrong with ``$COURSE_DATA_DIR`` (a typo'd path is otherwise silently ignored), or None."""
+    local = local_data_dir()
+    if local is None:
+        return None
+    if not local.exists():
+        return f"{DATA_DIR_ENV}={local} does not exist: correct the path, or unset {DATA_DIR_ENV}"
+    if not local.is_dir():
+        return f"{DATA_DIR_ENV}={local} is a file, not a folder: point it at the folder that holds citeulike-a/"
+    if not any((local / top).is_dir() for top in ("citeulike-a", "yoochoose-rsc15-100k")):
+        return (f"{DATA_DIR_ENV}={local} has neither citeulike-a/ nor yoochoose-rsc15-100k/ in it: point it at "
+                f"the folder that holds them, or unset {DATA_DIR_ENV}")
+    return None
+
+
 _VERIFIED: dict[tuple[str, float, int], str] = {}
 
 
@@ -271,24 +286,54 @@ def locate(relpath: str, download: bool = True) -> Path:
 def _download(spec: RemoteFile, target: Path) -> Path:
     import pooch
 
+    pooch.get_logger().setLevel("WARNING")  # one line per file is said by the caller, not by pooch
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         pooch.retrieve(spec.url, known_hash=f"sha256:{spec.sha256}", fname=target.name,
                        path=target.parent, progressbar=False)
     except ValueError as exc:  # pooch reports a hash mismatch as ValueError
-        raise ChecksumError(f"downloaded {spec.url} but its sha256 is wrong: {exc}") from exc
+        raise ChecksumError(f"downloaded {spec.url} but its sha256 is wrong: {exc}") from None
     except Exception as exc:  # no network, HTTP error, ...
-        raise DataMissingError(_missing_message([spec.relpath], cause=exc)) from exc
+        err = DataMissingError(_missing_message([spec.relpath], cause=exc))
+        err.cause = exc
+        raise err from None
     return target
+
+
+def _offline(exc: Exception | None) -> bool:
+    """True when ``exc`` says the network cannot be reached at all (not a single bad URL)."""
+    return exc is not None and any(c.__name__ in ("ConnectionError", "Timeout") for c in type(exc).__mro__)
+
+
+def _short_cause(exc: Exception) -> str:
+    """One line for why a download failed; the network library's own message runs to several lines."""
+    text = str(exc)
+    for needle, say in (("NameResolution", "no network: the host name could not be resolved"),
+                        ("Failed to establish a new connection", "no network: the connection was refused"),
+                        ("ProxyError", "no network: the proxy refused the connection"),
+                        ("timed out", "the connection timed out")):
+        if needle in text or needle in type(exc).__name__:
+            return say
+    response = getattr(exc, "response", None)
+    if getattr(response, "status_code", None):
+        return f"the server answered HTTP {response.status_code}"
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first[:150]}"
 
 
 def _missing_message(relpaths: list[str], cause: Exception | None = None) -> str:
     local = local_data_dir()
     lines = ["These data files are missing and could not be downloaded"
-             + (f" ({type(cause).__name__}: {cause})" if cause else "") + ":"]
+             + (f" ({_short_cause(cause)})" if cause else "") + ":"]
     for rel in relpaths:
         lines.append(f"  - {rel}  <-  {REMOTE_FILES[rel].url}")
-    lines.append(f"Looked in: ${DATA_DIR_ENV}={local if local else '(not set)'} and the cache {cache_dir()}.")
+    if local is None:
+        where = "(not set)"
+    elif not local.is_dir():
+        where = f"{local} (which does not exist)"
+    else:
+        where = str(local)
+    lines.append(f"Looked in: ${DATA_DIR_ENV}={where} and the cache {cache_dir()}.")
     lines.append(
         "Fix: connect to the internet and run `course fetch`, or download the files yourself and "
         f"set {DATA_DIR_ENV}=/path/to/copy (laid out as citeulike-a/... and yoochoose-rsc15-100k/...)."
@@ -321,8 +366,26 @@ def tier_status() -> dict[str, str]:
 
 
 def fetch_all(relpaths: list[str] | None = None) -> list[Path]:
-    """Download (or verify) every larger-tier file; used by ``course fetch``."""
-    return [locate(rel) for rel in (relpaths or list(REMOTE_FILES))]
+    """Download (or verify) every larger-tier file; used by ``course fetch``.
+
+    Every file is tried, so one error lists every file that is missing (with the first reason the
+    downloads failed) or corrupt, instead of stopping at the first one.
+    """
+    relpaths = relpaths or list(REMOTE_FILES)
+    found, missing, corrupt, cause = [], [], [], None
+    for rel in relpaths:
+        try:
+            # once the network is known to be down, only look for copies already here
+            found.append(locate(rel, download=not _offline(cause)))
+        except DataMissingError as exc:
+            missing.append(rel)
+            cause = cause or getattr(exc, "cause", None)
+        except ChecksumError as exc:
+            corrupt.append(str(exc))
+    if corrupt or missing:
+        text = "\n".join(corrupt + ([_missing_message(missing, cause=cause)] if missing else []))
+        raise ChecksumError(text) if corrupt else DataMissingError(text)
+    return found
 
 
 def verify_tiny() -> None:

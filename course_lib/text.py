@@ -207,15 +207,6 @@ class EncodedCorpus:
     def width(self) -> int:
         return self.ids.shape[1]
 
-    def text_batch(self, rows, device="cpu"):
-        """A :class:`~course_lib.torch_models.utils.TextBatch` of ``rows``, trimmed to its longest row."""
-        from course_lib.data import check_ids
-        from course_lib.torch_models.utils import TextBatch
-
-        rows = check_ids(rows, len(self), "document")
-        width = max(1, int(self.lengths[rows].max())) if rows.size else 1
-        return TextBatch.from_arrays(self.ids[rows, :width], self.mask[rows, :width], rows, device=device)
-
 
 def encode_corpus(texts_or_token_docs: Iterable, vocab: Vocabulary, max_len: int = 300,
                   allow_empty: bool = False, keep_hyphens: bool = False) -> EncodedCorpus:

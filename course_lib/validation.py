@@ -66,6 +66,13 @@ def check_nonnegative(name: str, value) -> float:
     return float(value)
 
 
+def check_real(name: str, value) -> float:
+    """``value`` as a finite ``float`` of any sign (exponents, offsets)."""
+    if not _is_real(value) or not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
 def check_fraction(name: str, value, upper_inclusive: bool = False) -> float:
     """``value`` as a ``float`` in ``[0, 1)`` (dropout rates), or ``[0, 1]`` with ``upper_inclusive``."""
     if _is_real(value):

@@ -6,8 +6,9 @@
 * :func:`saliency_explorer`: an ipywidgets control: search a paper by its title, pick one user or
   "top users", and see the heatmap update.
 
-The renderers take plain words and numbers, so they serve any model; the explorer computes
-saliency with :func:`course_lib.torch_models.saliency.paper_saliency` unless given another function.
+Everything here takes plain words, numbers and functions, so it serves the models of either
+track without importing one: the explorer calls the ``saliency_fn`` it is given
+(:func:`course_lib.torch_models.saliency.saliency_explorer` passes the PyTorch model's).
 """
 from __future__ import annotations
 
@@ -77,25 +78,23 @@ def saliency_figure(words: Sequence[str], saliency, title: str | None = None, li
     return ax.figure
 
 
-def saliency_explorer(model, texts, vocab, titles: Sequence[str], papers=None, n_top: int = 10,
-                      saliency_fn: Callable | None = None, max_matches: int = 50, device="auto"):
+def saliency_explorer(saliency_fn: Callable, texts, vocab, titles: Sequence[str], papers=None,
+                      max_matches: int = 50):
     """An ipywidgets view: a title search box, a paper menu, a user menu ("top users" or one of
     them) and the heatmap of the chosen paper (:func:`saliency_html`).
 
+    ``saliency_fn(paper, user_or_None) -> (saliency (n_words,), users)`` gives the saliency of the
+    paper's words for one user, or (``None``) averaged over its top users, and those users.
     ``texts``/``vocab``: the encoded corpus and its vocabulary; ``titles``: one per paper;
-    ``papers``: the papers offered (default all). ``saliency_fn(paper, user_or_None) ->
-    (saliency, users)`` defaults to the PyTorch :func:`~course_lib.torch_models.saliency.paper_saliency`
-    of ``model`` averaged over ``n_top`` top users. Returns the ``VBox``; its ``.children[-1]`` is the
-    ``HTML`` widget with the heatmap.
+    ``papers``: the papers offered (default all). Returns the ``VBox``; its ``.children[-1]`` is
+    the ``HTML`` widget with the heatmap.
     """
     import ipywidgets as W
 
-    if saliency_fn is None:
-        from course_lib.torch_models.saliency import paper_saliency
-
-        def saliency_fn(paper, user):
-            return paper_saliency(model, texts, paper, user=user, n_top=n_top, device=device)
-
+    if not callable(saliency_fn):
+        raise ValueError(f"saliency_fn must be a function (paper, user) -> (saliency, users), got "
+                         f"{type(saliency_fn).__name__}; for a PyTorch Ask-the-GRU model use "
+                         "course_lib.torch_models.saliency.saliency_explorer(model, ...)")
     papers = np.arange(len(titles)) if papers is None else np.asarray(papers)
     if papers.size == 0:
         raise ValueError("papers is empty: offer at least one paper")

@@ -10,6 +10,9 @@ Two sources, one result type:
 Both return :class:`WordVectors`: a ``(len(vocab), dim)`` float32 matrix whose row ``i`` is the
 vector of ``vocab.itos[i]`` (row 0, the padding token, is always zero), plus which rows were found,
 so the coverage of the vocabulary can be reported before the vectors are used.
+
+Settings and inputs are checked before any work (:mod:`course_lib.validation`), and a vector file
+with NaN or infinite values is refused with the line that has them.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from course_lib.data import cache_dir
+from course_lib.validation import check_choice, check_int, check_nonnegative
 
 PAD_ID = 0  # course_lib.text puts <PAD> at id 0
 
@@ -40,6 +44,18 @@ class WordVectors:
     matrix: np.ndarray
     found: np.ndarray
     source: str
+
+    def __post_init__(self):
+        self.matrix = np.asarray(self.matrix, dtype=np.float32)
+        self.found = np.asarray(self.found, dtype=bool)
+        if self.matrix.ndim != 2:
+            raise ValueError(f"matrix must have shape (vocab_size, dim), got shape {self.matrix.shape}")
+        if self.found.shape != (self.matrix.shape[0],):
+            raise ValueError(f"found must have one entry per row of matrix, shape ({self.matrix.shape[0]},), "
+                             f"got {self.found.shape}")
+        if not np.all(np.isfinite(self.matrix)):
+            raise ValueError(f"matrix has NaN or inf in {int((~np.isfinite(self.matrix)).any(axis=1).sum())} rows; "
+                             "word vectors must be finite")
 
     @property
     def dim(self) -> int:
@@ -77,14 +93,23 @@ def _stable_hash(text: str) -> int:
     return zlib.crc32(text.encode("utf-8"))
 
 
+def _check_vocab(vocab) -> None:
+    if not (hasattr(vocab, "itos") and hasattr(vocab, "stoi")):
+        raise ValueError(f"vocab must be a course_lib.text.Vocabulary (with itos and stoi), got {type(vocab).__name__}")
+
+
 def _vocab_docs(token_docs: Iterable[Sequence[str]], vocab) -> list[list[str]]:
     """Map out-of-vocabulary tokens to the vocabulary's unknown token, drop padding."""
+    _check_vocab(vocab)
+    if isinstance(token_docs, str):
+        raise ValueError("token_docs is one text; pass a list of token lists: [tokenize(t) for t in texts]")
     itos = vocab.itos
     unk = itos[1]
     out = []
-    for doc in token_docs:
+    for i, doc in enumerate(token_docs):
         if isinstance(doc, str):
-            raise ValueError("token_docs must be lists of tokens; call course_lib.text.tokenize on each text first")
+            raise ValueError(f"document {i} of token_docs is a string ({doc[:30]!r}), not a list of tokens; "
+                             "pass [tokenize(t) for t in texts] (one document? wrap its tokens as [tokens])")
         out.append([t if t in vocab.stoi else unk for t in doc if t != itos[PAD_ID]])
     return out
 
@@ -119,8 +144,9 @@ def train_cbow(
     :func:`course_lib.data.cache_dir` ``/ "word2vec"``, under ``$COURSE_CACHE_DIR`` when set), keyed
     by :func:`corpus_hash` and the settings.
     """
-    if dim < 1 or window < 1 or epochs < 1:
-        raise ValueError(f"dim, window and epochs must be >= 1, got dim={dim}, window={window}, epochs={epochs}")
+    dim, window, epochs = check_int("dim", dim), check_int("window", window), check_int("epochs", epochs)
+    negative = check_int("negative", negative)  # hierarchical softmax is off: negative sampling must be on
+    sample, seed = check_nonnegative("sample", sample), check_int("seed", seed, minimum=0)
     docs = [d for d in _vocab_docs(token_docs, vocab) if d]
     if not docs:
         raise ValueError("token_docs has no tokens: train_cbow needs a non-empty tokenised corpus")
@@ -172,8 +198,10 @@ def load_word_vectors(
     path = Path(path)
     if not path.exists():
         raise ValueError(f"word vector file {str(path)!r} does not exist")
-    if missing not in ("zeros", "random"):
-        raise ValueError(f"missing must be 'zeros' or 'random', got {missing!r}")
+    _check_vocab(vocab)
+    missing = check_choice("missing", missing, ("zeros", "random"))
+    dim = None if dim is None else check_int("dim", dim)
+    seed = check_int("seed", seed, minimum=0)
     opener = gzip.open if path.suffix == ".gz" else open
     rows: dict[int, np.ndarray] = {}
     file_dim = None
@@ -195,7 +223,15 @@ def load_word_vectors(
             word = parts[0].lower() if lowercase else parts[0]
             idx = vocab.stoi.get(word)
             if idx is not None and idx != PAD_ID and idx not in rows:
-                rows[idx] = np.asarray(parts[1:], dtype=np.float32)
+                try:
+                    vec = np.asarray(parts[1:], dtype=np.float32)
+                except ValueError:
+                    raise ValueError(f"{path.name} line {line_no}: the vector of {parts[0]!r} has a value that is "
+                                     f"not a number ({' '.join(parts[1:4])} ...)") from None
+                if not np.all(np.isfinite(vec)):
+                    raise ValueError(f"{path.name} line {line_no}: the vector of {parts[0]!r} has NaN or inf values; "
+                                     "the file is damaged or was written by a training run that diverged")
+                rows[idx] = vec
     if file_dim is None:
         raise ValueError(f"{path.name} contains no vectors")
     if dim is not None and file_dim != dim:

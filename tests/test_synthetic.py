@@ -150,6 +150,8 @@ def test_a_small_gru_reads_the_word_order(order_data):
     """The sequence model the planted order is meant for: a 1-layer GRU, max-pooled over the
     real tokens (mask), learns the topic that no bag of words can see."""
     torch = pytest.importorskip("torch")
+    from course_lib.torch_models.content import make_text_batch
+
     torch.set_num_threads(1)
     torch.manual_seed(0)
     vocab, corpus = prepare_text(order_data.abstracts, min_count=5)
@@ -160,7 +162,7 @@ def test_a_small_gru_reads_the_word_order(order_data):
     opt = torch.optim.Adam([*emb.parameters(), *gru.parameters(), *head.parameters()], lr=0.01)
 
     def logits(rows):
-        batch = corpus.text_batch(rows)
+        batch = make_text_batch(corpus, rows)
         h, _ = gru(emb(batch.ids))  # (batch, seq_len, 32)
         pooled = h.masked_fill(batch.mask[..., None] == 0, float("-inf")).max(dim=1).values  # (batch, 32)
         return head(pooled)

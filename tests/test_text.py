@@ -106,18 +106,6 @@ def test_encode_corpus_empty_document():
     assert corpus.lengths[1] == 1
 
 
-def test_text_batch_trims_to_the_batch():
-    vocab = Vocabulary.build(DOCS, min_count=2)
-    corpus = encode_corpus([["a", "b", "c"], ["c"], ["a", "a"]], vocab)
-    batch = corpus.text_batch([1, 2])
-    assert tuple(batch.ids.shape) == (2, 2)
-    assert batch.ids.tolist() == [[5, 0], [3, 3]]
-    assert batch.mask.tolist() == [[1.0, 0.0], [1.0, 1.0]]
-    assert batch.paper_idx.tolist() == [1, 2]
-    with pytest.raises(ValueError, match="document ids"):
-        corpus.text_batch([3])
-
-
 # ---------------------------------------------------------------- TF-IDF
 
 def test_tfidf_against_hand_computation():

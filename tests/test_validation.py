@@ -33,6 +33,13 @@ def test_check_positive(bad):
         v.check_positive("learning_rate", bad)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "0.75", None, True])
+def test_check_real_refuses_what_is_not_a_finite_number(bad):
+    with pytest.raises(ValueError, match=r"ns_exponent must be a finite number, got"):
+        v.check_real("ns_exponent", bad)
+    assert v.check_real("ns_exponent", -0.5) == -0.5 and isinstance(v.check_real("x", 1), float)
+
+
 def test_check_nonnegative_and_fraction():
     assert v.check_nonnegative("bpreg", 0) == 0.0
     with pytest.raises(ValueError, match="bpreg must be a finite number >= 0, got -1"):

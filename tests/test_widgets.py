@@ -60,7 +60,7 @@ def test_explorer_searches_titles_and_renders_the_chosen_paper():
         n = texts.lengths[paper]
         return np.arange(1.0, n + 1), np.array([7, 3])
 
-    box = saliency_explorer(None, texts, vocab, titles, saliency_fn=fake_saliency)
+    box = saliency_explorer(fake_saliency, texts, vocab, titles)
     search, paper_menu, user_menu, view = box.children
     assert [v for _, v in paper_menu.options] == [0, 1, 2]
     assert "deep" in view.value and "learning" in view.value

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from course_lib.text import Vocabulary
-from course_lib.word_vectors import corpus_hash, load_word_vectors, train_cbow
+from course_lib.word_vectors import WordVectors, corpus_hash, load_word_vectors, train_cbow
 
 VOCAB = Vocabulary(["<PAD>", "<UNK>", "<NUM>", "gene", "protein", "network", "graph"], [0, 4, 2, 10, 6, 3, 5])
 
@@ -109,10 +109,58 @@ def test_cbow_maps_unknown_words_and_rejects_bad_input(tmp_path):
     docs = [["gene", "protein", "kiwi"], ["network", "graph", "gene"]] * 10
     wv = train_cbow(docs, VOCAB, dim=4, epochs=1, use_cache=False)
     assert wv.found[VOCAB.stoi["<UNK>"]]  # "kiwi" trained as <UNK>
-    with pytest.raises(ValueError, match="lists of tokens"):
+    with pytest.raises(ValueError, match=r"not a list of tokens; pass \[tokenize\(t\) for t in texts\]"):
         train_cbow(["gene protein"], VOCAB, use_cache=False)
     with pytest.raises(ValueError, match="no tokens"):
         train_cbow([[], []], VOCAB, use_cache=False)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(dim=0), r"dim must be an integer >= 1, got 0"),
+    (dict(window=-1), r"window must be an integer >= 1, got -1"),
+    (dict(epochs=1.5), r"epochs must be an integer >= 1, got 1.5"),
+    (dict(negative=0), r"negative must be an integer >= 1, got 0"),
+    (dict(sample=-0.1), r"sample must be a finite number >= 0, got -0.1"),
+    (dict(seed=-2), r"seed must be an integer >= 0, got -2"),
+    (dict(token_docs="gene protein"), r"token_docs is one text; pass a list of token lists"),
+    (dict(token_docs=["gene", "protein"]), r"document 0 of token_docs is a string \('gene'\).*one document\? wrap"),
+    (dict(vocab={"gene": 3}), r"vocab must be a course_lib.text.Vocabulary \(with itos and stoi\), got dict"),
+])
+def test_cbow_checks_every_argument_before_training(tmp_path, kwargs, message):
+    args = {"token_docs": [["gene", "protein"]] * 4, "vocab": VOCAB, "use_cache": False, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        train_cbow(**args)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(dim=0), r"dim must be an integer >= 1, got 0"),
+    (dict(seed=-1), r"seed must be an integer >= 0, got -1"),
+    (dict(missing="mean"), r"missing must be one of 'zeros', 'random'; got 'mean'"),
+    (dict(vocab=["gene"]), r"vocab must be a course_lib.text.Vocabulary"),
+])
+def test_load_word_vectors_checks_its_arguments(tmp_path, kwargs, message):
+    path = write(tmp_path / "v.txt", ["gene 1 2 3"])
+    with pytest.raises(ValueError, match=message):
+        load_word_vectors(path, **{"vocab": VOCAB, **kwargs})
+
+
+@pytest.mark.parametrize("line, message", [
+    ("protein 1 nan 3", r"v.txt line 2: the vector of 'protein' has NaN or inf values"),
+    ("protein 1 inf 3", r"v.txt line 2: the vector of 'protein' has NaN or inf values"),
+    ("protein 1 two 3", r"v.txt line 2: the vector of 'protein' has a value that is not a number \(1 two 3 ...\)"),
+])
+def test_a_vector_file_with_nan_inf_or_text_is_refused_at_its_line(tmp_path, line, message):
+    with pytest.raises(ValueError, match=message):
+        load_word_vectors(write(tmp_path / "v.txt", ["gene 1 2 3", line]), VOCAB)
+
+
+def test_word_vectors_check_their_shapes_and_values():
+    with pytest.raises(ValueError, match=r"matrix must have shape \(vocab_size, dim\), got shape \(4,\)"):
+        WordVectors(np.zeros(4), np.zeros(4, bool), "x")
+    with pytest.raises(ValueError, match=r"found must have one entry per row of matrix, shape \(4,\), got \(3,\)"):
+        WordVectors(np.zeros((4, 2)), np.zeros(3, bool), "x")
+    with pytest.raises(ValueError, match=r"matrix has NaN or inf in 1 rows"):
+        WordVectors(np.array([[0.0, 1.0], [np.inf, 0.0]]), np.ones(2, bool), "x")
 
 
 def test_corpus_hash_sees_content_and_document_boundaries():

@@ -29,9 +29,8 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
-import torch
-
-from course_lib.benchmarks.common import peak_memory_mib, write_results
+from course_lib.benchmarks.common import (TIERS, fraction, nonnegative_int, peak_memory_mib, positive_float,
+                                          positive_int, write_results)
 
 # Table 1, CiteULike-a, % Recall@50 (warm start, cold start, tag prediction).
 PAPER_TABLE1 = {
@@ -71,38 +70,38 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="fold 0-4, a list like 0,1, 'all', or 'none' (with --include-folds-from: only rewrite "
                         "the table, the notes and the figure from that file)")
     p.add_argument("--text", choices=("title", "title+abstract"), default="title")
-    p.add_argument("--tier", default=None, help="data tier (default: full for title, small for title+abstract)")
+    p.add_argument("--tier", default=None, choices=TIERS, help="data tier (default: full for title, small for title+abstract)")
     p.add_argument("--preset", choices=tuple(PRESETS), default="paper",
                    help="paper: the paper's settings (default); reduced: smaller layers and batches that train "
                         "to early stopping on one CPU thread; quick: the pipeline in minutes. Options given "
                         "explicitly override the preset.")
     p.add_argument("--quick", action="store_true", help="same as --preset quick")
     p.add_argument("--models", default="Embed,Embed-MTL,GRU,GRU-MTL,CTR,CTR-MTL,WMF")
-    p.add_argument("--emb-dim", type=int, default=200, help="K_w = K (paper: 200)")
-    p.add_argument("--hidden1", type=int, default=400, help="first GRU layer, per direction (paper: 400)")
-    p.add_argument("--hidden2", type=int, default=200, help="second GRU layer = K (paper: 200)")
-    p.add_argument("--batch-users", type=int, default=512, help="B (paper: 512)")
-    p.add_argument("--max-updates-embed", type=int, default=20_000, help="paper: 20k")
-    p.add_argument("--max-updates-gru", type=int, default=20_000, help="paper: 20k")
-    p.add_argument("--eval-every", type=int, default=500)
-    p.add_argument("--patience", type=int, default=5)
-    p.add_argument("--lambda-mtl", type=float, default=0.5, help="lambda of C = lambda C_R + (1-lambda) C_T")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--max-len", type=int, default=300,
+    p.add_argument("--emb-dim", type=positive_int, default=200, help="K_w = K (paper: 200)")
+    p.add_argument("--hidden1", type=positive_int, default=400, help="first GRU layer, per direction (paper: 400)")
+    p.add_argument("--hidden2", type=positive_int, default=200, help="second GRU layer = K (paper: 200)")
+    p.add_argument("--batch-users", type=positive_int, default=512, help="B (paper: 512)")
+    p.add_argument("--max-updates-embed", type=positive_int, default=20_000, help="paper: 20k")
+    p.add_argument("--max-updates-gru", type=positive_int, default=20_000, help="paper: 20k")
+    p.add_argument("--eval-every", type=positive_int, default=500)
+    p.add_argument("--patience", type=positive_int, default=5)
+    p.add_argument("--lambda-mtl", type=fraction, default=0.5, help="lambda of C = lambda C_R + (1-lambda) C_T")
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--max-len", type=positive_int, default=300,
                    help="tokens kept per paper (the paper gives no cap; titles have at most 35 tokens)")
-    p.add_argument("--min-tag-papers", type=int, default=10, help="keep tags on >= this many papers (paper: 10)")
+    p.add_argument("--min-tag-papers", type=positive_int, default=10, help="keep tags on >= this many papers (paper: 10)")
     p.add_argument("--no-pretrain", action="store_true", help="random word embeddings instead of CBOW")
-    p.add_argument("--cbow-epochs", type=int, default=20)
-    p.add_argument("--ctr-k", type=int, default=200, help="K of CTR and WMF (paper: 200)")
-    p.add_argument("--ctr-iter", type=int, default=10, help="ALS iterations")
-    p.add_argument("--lda-iter", type=int, default=20, help="LDA (batch variational) iterations")
-    p.add_argument("--valid-users", type=int, default=0, help="validate on this many users (0 = all)")
-    p.add_argument("--speed-updates", type=int, default=0,
+    p.add_argument("--cbow-epochs", type=positive_int, default=20)
+    p.add_argument("--ctr-k", type=positive_int, default=200, help="K of CTR and WMF (paper: 200)")
+    p.add_argument("--ctr-iter", type=positive_int, default=10, help="ALS iterations")
+    p.add_argument("--lda-iter", type=positive_int, default=20, help="LDA (batch variational) iterations")
+    p.add_argument("--valid-users", type=nonnegative_int, default=0, help="validate on this many users (0 = all)")
+    p.add_argument("--speed-updates", type=nonnegative_int, default=0,
                    help="also time this many GRU updates at the paper's sizes and at the run's sizes")
     p.add_argument("--speed-threads", default="1,2", help="torch thread counts for --speed-updates")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (the machine may be shared)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (the machine may be shared)")
     p.add_argument("--out-dir", default=None)
     p.add_argument("--include-folds-from", action="append", default=None, metavar="JSON",
                    help="add the folds and models of an earlier result JSON with the same settings (read after "
@@ -270,6 +269,8 @@ def run_fold(args, prep, f: int) -> dict:
 def speed_test(args, prep, n_updates: int) -> list[dict]:
     """Examples (user, paper pairs) per second of GRU training, on all the training likes with no
     evaluation, at the paper's sizes and at this run's sizes, for each of ``--speed-threads``."""
+    import torch
+
     from course_lib.torch_models import askgru as ag
 
     data = prep["data"]
@@ -356,7 +357,9 @@ def plot_recall_at_m(curves: dict, path, title: str):
 def main(argv=None) -> int:
     import os
 
-    args = parse_args(argv)
+    args = parse_args(argv)  # first: --help and a bad option answer without waiting for torch
+    import torch
+
     torch.set_num_threads(args.threads)
     if args.fold == "none" and not args.include_folds_from:
         raise ValueError("--fold none trains nothing: give --include-folds-from JSON to rewrite its table")

@@ -17,9 +17,8 @@ import argparse
 import os
 import time
 
-import torch
-
-from course_lib.benchmarks.common import peak_memory_mib, write_results
+from course_lib.benchmarks.common import (TIERS, apply_preset, nonnegative_int, peak_memory_mib, positive_int,
+                                          write_results)
 
 # Hidasi et al. 2016, Table 1 and 3 (RSC15, full data): Recall@20, MRR@20. BPR-max with extra
 # samples: Hidasi 2017 slides "Improving GRU4Rec" (only Recall@20 is given there).
@@ -59,17 +58,17 @@ BASELINES = {"POP": {}, "S-POP": {}, "item-KNN": dict(lmbd=20.0, alpha=0.5, n_si
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="course bench gru4rec", description=__doc__.split("\n\n")[0])
-    p.add_argument("--tier", default="small", help="session data tier: tiny, small (default) or full")
-    p.add_argument("--epochs", type=int, default=10, help="GRU4Rec epochs (authors' default 10)")
-    p.add_argument("--sampled-epochs", type=int, default=None,
+    p.add_argument("--tier", default="small", choices=TIERS, help="session data tier: tiny, small (default) or full")
+    p.add_argument("--epochs", type=positive_int, default=10, help="GRU4Rec epochs (authors' default 10)")
+    p.add_argument("--sampled-epochs", type=positive_int, default=None,
                    help="epochs of the two configurations with 2048 extra samples (default: --epochs)")
     p.add_argument("--quick", action="store_true", help="1 epoch of every model: a smoke run in ~2 minutes")
     p.add_argument("--models", default=",".join(list(BASELINES) + list(CONFIGS)),
                    help="comma-separated subset of the rows")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (the machine may be shared)")
-    p.add_argument("--eval-batch", type=int, default=512, help="parallel test sessions when scoring")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (the machine may be shared)")
+    p.add_argument("--eval-batch", type=positive_int, default=512, help="parallel test sessions when scoring")
     p.add_argument("--out-dir", default=None)
     args = p.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -77,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown models {unknown}; choose from {list(PAPER)}")
     if args.quick:
-        args.epochs = args.sampled_epochs = 1
+        apply_preset(p, args, epochs=1, sampled_epochs=1)
     if args.sampled_epochs is None:
         args.sampled_epochs = args.epochs
     return args
@@ -116,10 +115,13 @@ def _official_note() -> str:
 
 
 def main(argv=None) -> int:
+    args = parse_args(argv)  # first: --help and a bad option answer without waiting for torch
+
+    import torch
+
     from course_lib.data import load_sessions
     from course_lib.evaluation import evaluate_sessions
 
-    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()[0]
     data = load_sessions(args.tier)

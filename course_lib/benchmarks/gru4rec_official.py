@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from course_lib.benchmarks.common import write_results
+from course_lib.benchmarks.common import TIERS, nonnegative_int, positive_int, write_results
 from course_lib.benchmarks.gru4rec import CONFIGS
 
 OFFICIAL_URL = "https://github.com/hidasib/GRU4Rec_PyTorch_Official"
@@ -288,14 +288,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="course bench gru4rec-official", description=__doc__.split("\n\n")[0])
     p.add_argument("--official-dir", default=None,
                    help=f"folder of your checkout of {OFFICIAL_URL} (never copied into this repository)")
-    p.add_argument("--tier", default="small", help="session data tier: tiny, small (default) or full")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--sampled-epochs", type=int, default=5, help="epochs of the configurations with extra samples")
+    p.add_argument("--tier", default="small", choices=TIERS, help="session data tier: tiny, small (default) or full")
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--sampled-epochs", type=positive_int, default=5, help="epochs of the configurations with extra samples")
     p.add_argument("--models", default=",".join(CONFIGS), help="comma-separated subset of the GRU4Rec rows")
     p.add_argument("--seeds", default="0", help="comma-separated seeds; every model is trained once per seed")
     p.add_argument("--noise-model", default="GRU4Rec XE-100 +2048 samples +logQ,GRU4Rec BPR-max-100 +2048 samples",
                    help="comma-separated rows also trained with --noise-seed, to measure run-to-run noise; '' for none")
-    p.add_argument("--noise-seed", type=int, default=1)
+    p.add_argument("--noise-seed", type=nonnegative_int, default=1)
     p.add_argument("--ours-options", default="",
                    help="extra GRU4Rec options for our model, e.g. 'reset_after=True,dropout_state=kept'; "
                         "several sets separated by ';' give one row each (the official model is trained once)")
@@ -306,17 +306,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="seeded: our weights are drawn from the seed (default); official: ours start from the "
                         "official model's fixed initial weights (one-layer one-hot models only)")
     p.add_argument("--skip-official", action="store_true", help="train only ours (for ablations of --ours-options)")
-    p.add_argument("--speed-repeats", type=int, default=0,
+    p.add_argument("--speed-repeats", type=nonnegative_int, default=0,
                    help="instead of the accuracy table: train one epoch of each model this many times, ours and "
                         "official alternately, and time both evaluations of the official model (events/s, best "
                         "and median); --speed is the same with 5 repeats")
     p.add_argument("--speed", action="store_true", help="the speed table: --speed-repeats 5")
-    p.add_argument("--step-check", type=int, default=0,
+    p.add_argument("--step-check", type=nonnegative_int, default=0,
                    help="instead of the accuracy table: train ours and the official model side by side from the "
                         "same weights on the same steps and samples for this many steps, and record how far they "
                         "drift apart (first model of --models, first seed; one-layer one-hot models)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--eval-batch", type=int, default=512)
+    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--eval-batch", type=positive_int, default=512)
     p.add_argument("--out-dir", default=None)
     p.add_argument("--name", default="gru4rec_official", help="results file name (without extension)")
     args = p.parse_args(argv)

@@ -23,7 +23,8 @@ import time
 
 import numpy as np
 
-from course_lib.benchmarks.common import peak_memory_mib, write_results
+from course_lib.benchmarks.common import (TIERS, apply_preset, comma_list, nonnegative_float, nonnegative_int,
+                                          peak_memory_mib, positive_float, positive_int, write_results)
 from course_lib.evaluation import evaluate_flip_protocol
 from course_lib.splits import FlipProtocol, flip_protocol
 
@@ -72,30 +73,30 @@ def _gru_available() -> bool:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="course bench hybrid", description=__doc__.split("\n")[0])
-    parser.add_argument("--tier", default="small", help="data tier (default: small, the 1,929 papers with abstracts)")
+    parser.add_argument("--tier", default="small", choices=TIERS, help="data tier (default: small, the 1,929 papers with abstracts)")
     parser.add_argument("--quick", action="store_true", help="a short run: tiny tier, few epochs, a few configurations")
-    parser.add_argument("--levels", default="a,b,c",
+    parser.add_argument("--levels", default="a,b,c", type=comma_list("abcd"),
                         help="content levels (a,b,c; add d for the GRU encoder: ~100 s per epoch on the small tier)")
-    parser.add_argument("--losses", default="wmse,bpr,listwise")
-    parser.add_argument("--merges", default="concat,sum")
-    parser.add_argument("--epochs", type=int, default=25)
-    parser.add_argument("--patience", type=int, default=4)
-    parser.add_argument("--d-epochs", type=int, default=8, help="epoch cap for the (slow) GRU level")
-    parser.add_argument("--item-dim", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.1)
-    parser.add_argument("--alpha", type=float, default=50.0, help="weight of the likes in weighted MSE")
-    parser.add_argument("--n-sample", type=int, default=20, help="negative users per positive (BPR, listwise)")
-    parser.add_argument("--lambda-p2v", type=float, default=1.0,
+    parser.add_argument("--losses", default="wmse,bpr,listwise", type=comma_list(["wmse", "bpr", "listwise"]))
+    parser.add_argument("--merges", default="concat,sum", type=comma_list(["concat", "sum"]))
+    parser.add_argument("--epochs", type=positive_int, default=25)
+    parser.add_argument("--patience", type=positive_int, default=4)
+    parser.add_argument("--d-epochs", type=positive_int, default=8, help="epoch cap for the (slow) GRU level")
+    parser.add_argument("--item-dim", type=positive_int, default=64)
+    parser.add_argument("--lr", type=positive_float, default=0.1)
+    parser.add_argument("--alpha", type=positive_float, default=50.0, help="weight of the likes in weighted MSE")
+    parser.add_argument("--n-sample", type=positive_int, default=20, help="negative users per positive (BPR, listwise)")
+    parser.add_argument("--lambda-p2v", type=nonnegative_float, default=1.0,
                         help="balance of level (c)'s joint loss with BPR / listwise")
-    parser.add_argument("--lambda-p2v-wmse", type=float, default=100.0,
+    parser.add_argument("--lambda-p2v-wmse", type=nonnegative_float, default=100.0,
                         help="the same with weighted MSE, whose sum over all users is ~100x larger")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--threads", type=positive_int, default=1)
     parser.add_argument("--out-dir", default=None)
     args = parser.parse_args(argv)
     if args.quick:
-        args.tier, args.epochs, args.patience, args.d_epochs = "tiny", 5, 2, 2
-        args.levels, args.losses, args.merges = "a,c", "wmse,listwise", "concat"
+        apply_preset(parser, args, tier="tiny", epochs=5, patience=2, d_epochs=2, levels="a,c",
+                     losses="wmse,listwise", merges="concat")
 
     import torch
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from course_lib.benchmarks.common import TIERS, apply_preset, nonnegative_int, positive_int
+
 
 def _time_calls(fn, batches, warmup: int = 2) -> float:
     """Milliseconds per call of ``fn(batch)`` over ``batches`` after ``warmup`` untimed calls."""
@@ -184,17 +186,17 @@ def bench_gru4rec(loss: str, tier: str, seed: int, max_events: int | None) -> di
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="course bench theano", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tier", default="small", help="data tier (small needs COURSE_DATA_DIR or a download)")
-    parser.add_argument("--steps", type=int, default=20, help="timed training steps per text model")
-    parser.add_argument("--dim", type=int, default=64, help="embedding / hidden size of the text models")
-    parser.add_argument("--max-events", type=int, default=None, help="cut the GRU4Rec training data to ~this size")
+    parser.add_argument("--tier", default="small", choices=TIERS, help="data tier (small needs COURSE_DATA_DIR or a download)")
+    parser.add_argument("--steps", type=positive_int, default=20, help="timed training steps per text model")
+    parser.add_argument("--dim", type=positive_int, default=64, help="embedding / hidden size of the text models")
+    parser.add_argument("--max-events", type=positive_int, default=None, help="cut the GRU4Rec training data to ~this size")
     parser.add_argument("--cold-cache", action="store_true", help="compile into an empty temporary cache")
     parser.add_argument("--quick", action="store_true", help="tiny tier, 5 steps, dim 32")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--out-dir", default=None)
     args = parser.parse_args(argv)
     if args.quick:
-        args.tier, args.steps, args.dim = "tiny", 5, 32
+        apply_preset(parser, args, tier="tiny", steps=5, dim=32)
 
     if args.cold_cache:
         tmp = tempfile.mkdtemp(prefix="pytensor-cold-")

@@ -20,6 +20,14 @@ It also configures the backend for a laptop, before the first graph is built:
 
 Flags the user sets in ``PYTENSOR_FLAGS`` / ``THEANO_FLAGS`` win over these defaults.
 
+PyTensor lets one process at a time compile into a cache (a file lock), and a process holds that
+lock for the whole of each gcc run and while it re-reads the cache index. Two course processes
+on one cache (the test suite and a notebook, or two suites) therefore take turns for every module
+either compiles. ``$COURSE_PRIVATE_COMPILEDIR`` names a private cache for one run instead: it is
+filled once from the shared cache (:func:`seed_compiledir`), nobody else waits for its lock, and
+what the run compiled goes back into the shared cache at the end (:func:`merge_compiledir`). The
+test suite's ``conftest.py`` does this for every pytest run, notebooks under nbval included.
+
 The API differences between Theano and PyTensor that the course meets are wrapped here, so the
 model code reads like the Theano of the original sheet: :func:`sigmoid`, :func:`softmax` (over
 the last axis), :func:`elu`, :func:`scan` (returns outputs only), :class:`RandomStream` (uniform
@@ -36,6 +44,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -54,6 +63,118 @@ def cache_dir() -> Path:
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "course_lib"
     return base / "pytensor"
+
+
+PRIVATE_ENV = "COURSE_PRIVATE_COMPILEDIR"
+_SEEDED = ".seeded"
+
+
+def _compiledirs(base: Path) -> list[Path]:
+    """The per-platform compile dirs PyTensor keeps under a base dir (``compiledir_Linux-...``)."""
+    return sorted(d for d in base.glob("compiledir_*") if d.is_dir()) if base.is_dir() else []
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    # compiled modules are never rewritten in place, so a hard link is safe and instant; everything
+    # else (key.pkl is rewritten when a module gains a key) is copied
+    if src.suffix in (".so", ".pyd", ".dylib"):
+        try:
+            os.link(src, dst)
+            return
+        except OSError:  # another filesystem, or links not allowed
+            pass
+    shutil.copy2(src, dst)
+
+
+def _copy_entry(src: Path, dst: Path) -> None:
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.is_file():
+            _link_or_copy(f, dst / f.name)
+
+
+def seed_compiledir(shared: Path, private: Path) -> int:
+    """Fill the private compile cache ``private`` with the modules of ``shared``; returns how many.
+
+    Holds each shared compile dir's lock while copying, so no half-written module is copied."""
+    from filelock import FileLock  # noqa: PLC0415  (a dependency of PyTensor)
+
+    n = 0
+    for src in _compiledirs(shared):
+        dst = private / src.name
+        dst.mkdir(parents=True, exist_ok=True)
+        with FileLock(src / ".lock"):
+            for entry in src.iterdir():
+                if entry.name in (".lock", "lock_dir") or (dst / entry.name).exists():
+                    continue
+                if entry.is_dir():
+                    _copy_entry(entry, dst / entry.name)
+                    n += 1
+                else:
+                    shutil.copy2(entry, dst / entry.name)
+    return n
+
+
+def _key_data(entry: Path):
+    """The ``KeyData`` PyTensor pickled for a compiled module, or None if there is none to read."""
+    import pickle  # noqa: PLC0415
+
+    try:
+        with open(entry / "key.pkl", "rb") as fh:
+            return pickle.load(fh)
+    except Exception:  # missing (unfinished) or unreadable: not a module to share
+        return None
+
+
+def merge_compiledir(private: Path, shared: Path) -> int:
+    """Move the modules compiled in ``private`` that ``shared`` lacks into ``shared``; returns how many.
+
+    A module is shared when it is finished and all its keys are versioned (PyTensor drops the
+    others), and ``shared`` has no module with the same code hash (another process may have
+    compiled it meanwhile). Each is copied under a hidden name and then renamed, under the shared
+    dir's lock, so another process never sees half a module."""
+    from filelock import FileLock  # noqa: PLC0415
+
+    n = 0
+    for src in _compiledirs(private):
+        dst = shared / src.name
+        dst.mkdir(parents=True, exist_ok=True)
+        with FileLock(dst / ".lock"):
+            known = {getattr(_key_data(e), "module_hash", None) for e in dst.iterdir() if e.is_dir()}
+            for entry in src.iterdir():
+                if not entry.is_dir() or entry.name == "lock_dir" or (dst / entry.name).exists():
+                    continue
+                if entry.name.endswith("_ext"):  # cutils_ext, lazylinker_ext: helper modules, no key
+                    if not any(entry.glob("*.so")):
+                        continue
+                else:
+                    data = _key_data(entry)
+                    keys = getattr(data, "keys", None)
+                    if not keys or not all(key[0] for key in keys) or data.module_hash in known:
+                        continue
+                    known.add(data.module_hash)
+                incoming = dst / f".incoming-{entry.name}"
+                shutil.rmtree(incoming, ignore_errors=True)
+                _copy_entry(entry, incoming)
+                os.rename(incoming, dst / entry.name)
+                n += 1
+    return n
+
+
+def _private_compiledir(shared: Path) -> Path | None:
+    """``$COURSE_PRIVATE_COMPILEDIR``, seeded from ``shared`` by the first process of the run."""
+    private = os.environ.get(PRIVATE_ENV)
+    if not private:
+        return None
+    from filelock import FileLock  # noqa: PLC0415
+
+    private = Path(private)
+    private.mkdir(parents=True, exist_ok=True)
+    with FileLock(private / ".seed.lock"):  # the test process and a notebook kernel may start together
+        if not (private / _SEEDED).exists():
+            seed_compiledir(shared, private)
+            (private / _SEEDED).touch()
+    return private
 
 
 def _merge_flags(var: str, defaults: dict[str, str]) -> dict[str, str]:
@@ -87,7 +208,10 @@ def _import_theano():
 
 def _import_pytensor():
     already = "pytensor" in sys.modules
-    user = _merge_flags("PYTENSOR_FLAGS", {**_DEFAULTS, "base_compiledir": str(cache_dir())})
+    base = cache_dir()
+    if "base_compiledir=" not in os.environ.get("PYTENSOR_FLAGS", ""):  # a dir the user chose wins
+        base = _private_compiledir(base) or base
+    user = _merge_flags("PYTENSOR_FLAGS", {**_DEFAULTS, "base_compiledir": str(base)})
     USER_FLAGS.update(user)
     # Without a system BLAS, PyTensor warns once and then calls numpy's own BLAS through the C
     # API, which is fine for the course sizes; the warning would only alarm learners.

@@ -19,6 +19,10 @@ output vector frozen: only the new paragraph vector is trained (section 2.2, "in
 
 Token ids follow :mod:`course_lib.text`: 0 is padding and 1 the unknown word; both are dropped
 before training, as word2vec drops out-of-vocabulary words.
+
+Every setting and input is checked before any work (:mod:`course_lib.validation`): a bad value
+is a ``ValueError`` naming the argument, the value and what is allowed, and a loss that becomes
+NaN or infinite stops training with :class:`~course_lib.validation.TrainingDiverged`.
 """
 from __future__ import annotations
 
@@ -35,8 +39,19 @@ from tqdm.auto import tqdm
 
 from course_lib.data import check_ids
 from course_lib.torch_models.utils import resolve_device, torch_generator
+from course_lib.validation import (check_choice, check_finite, check_int, check_nonnegative, check_positive,
+                                   check_real, check_shape)
 
 N_SPECIAL = 2  # ids 0 (<PAD>) and 1 (<UNK>) are not words to predict
+MODES = ("dbow", "dm")
+
+
+def _check_settings(dim, mode, window, negative, ns_exponent, sample, epochs, lr) -> dict:
+    """The training settings shared by :class:`ParagraphVectors` and :func:`gensim_doc2vec`, checked."""
+    return dict(dim=check_int("dim", dim), mode=check_choice("mode", mode, MODES),
+                window=check_int("window", window), negative=check_int("negative", negative),
+                ns_exponent=check_real("ns_exponent", ns_exponent), sample=check_nonnegative("sample", sample),
+                epochs=check_int("epochs", epochs), lr=check_positive("lr", lr))
 
 
 def negative_sampling_loss(h: torch.Tensor, pos_out: torch.Tensor, neg_out: torch.Tensor) -> torch.Tensor:
@@ -47,14 +62,29 @@ def negative_sampling_loss(h: torch.Tensor, pos_out: torch.Tensor, neg_out: torc
     ``L = -log sigma(pos_out . h) - sum_k log sigma(-neg_out_k . h)``; ``logsigmoid`` keeps it
     finite for large scores.
     """
+    check_shape("h", h.shape, (None, None), "(batch, dim)")
+    batch, dim = h.shape
+    check_shape("pos_out", pos_out.shape, (batch, dim), "(batch, dim)")
+    check_shape("neg_out", neg_out.shape, (batch, None, dim), "(batch, K, dim)")
     pos = (h * pos_out).sum(-1)  # (B,)
     neg = torch.bmm(neg_out, h.unsqueeze(-1)).squeeze(-1)  # (B, K)
     return -F.logsigmoid(pos) - F.logsigmoid(-neg).sum(-1)
 
 
+def _check_counts(counts) -> np.ndarray:
+    c = np.array(counts, dtype=np.float64)
+    if c.ndim != 1:
+        raise ValueError(f"counts must be one count per word id, shape (vocab,), got shape {c.shape}")
+    if not np.all(np.isfinite(c)) or (c < 0).any():
+        raise ValueError("counts must be finite and >= 0 (how often each word id occurs), got "
+                         f"{c[~np.isfinite(c) | (c < 0)][:3]}")
+    return c
+
+
 def noise_distribution(counts: np.ndarray, ns_exponent: float = 0.75) -> np.ndarray:
     """``P(w) ∝ count(w)^ns_exponent`` over the vocabulary, 0 for padding/unknown: ``(vocab,)`` float64."""
-    c = np.asarray(counts, dtype=np.float64).copy()
+    ns_exponent = check_real("ns_exponent", ns_exponent)
+    c = _check_counts(counts)
     c[:N_SPECIAL] = 0.0
     if c.sum() <= 0:
         raise ValueError("the corpus has no known word to sample noise words from")
@@ -66,8 +96,9 @@ def keep_probability(counts: np.ndarray, sample: float) -> np.ndarray:
     """word2vec's sub-sampling of frequent words: a token of word ``w`` is kept with probability
     ``min(1, (sqrt(f / (s T)) + 1) * s T / f)`` (``f`` its count, ``T`` all tokens, ``s = sample``),
     as in the word2vec C code and gensim; ``sample=0`` keeps every token."""
-    c = np.asarray(counts, dtype=np.float64)
-    if sample <= 0:
+    sample = check_nonnegative("sample", sample)
+    c = _check_counts(counts)
+    if sample == 0:
         return np.ones_like(c)
     threshold = sample * c.sum()
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -82,9 +113,14 @@ def compact_docs(encoded, allow_empty: bool = False) -> list[np.ndarray]:
     or a list of id sequences. An empty document is an error naming it, unless ``allow_empty``.
     """
     rows = encoded.ids if hasattr(encoded, "ids") else encoded
-    if isinstance(rows, np.ndarray) and rows.ndim == 2:
+    if isinstance(rows, str):
+        raise ValueError("the corpus is one text; encode the texts first: course_lib.text.encode_corpus(texts, vocab)")
+    if isinstance(rows, np.ndarray):
+        if rows.ndim != 2:
+            raise ValueError(f"a corpus array must have shape (n_docs, max_len) of word ids, got shape {rows.shape}"
+                             + (": one document? wrap it as [ids]" if rows.ndim == 1 else ""))
         rows = list(rows)
-    docs = [np.asarray(r, dtype=np.int64) for r in rows]
+    docs = [_doc_ids(r, i) for i, r in enumerate(rows)]
     if not docs:
         raise ValueError("the corpus has no documents")
     docs = [d[d >= N_SPECIAL] for d in docs]
@@ -96,6 +132,24 @@ def compact_docs(encoded, allow_empty: bool = False) -> list[np.ndarray]:
             "text, or pass allow_empty=True to keep their randomly initialised vectors"
         )
     return docs
+
+
+def _doc_ids(row, i: int) -> np.ndarray:
+    """Document ``i`` of a corpus as int64 word ids, or an error saying what it is instead."""
+    if isinstance(row, str):
+        raise ValueError(f"document {i} is text ({row[:30]!r}), not word ids; encode the texts first: "
+                         "course_lib.text.encode_corpus(texts, vocab)")
+    ids = np.asarray(row)
+    if ids.ndim != 1:
+        what = f"the single number {ids.item()!r}" if ids.ndim == 0 else f"shape {ids.shape}"
+        raise ValueError(f"document {i} must be a sequence of word ids, got {what}"
+                         + ("; one document? wrap it as [ids]" if ids.ndim == 0 else ""))
+    if ids.size and not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"document {i} holds {ids.dtype} values; word ids are integers "
+                         "(course_lib.text.encode_corpus gives them)")
+    if ids.size and ids.min() < 0:
+        raise ValueError(f"word ids must be >= 0 (0 is <PAD>), got {ids.min()} in document {i}")
+    return ids.astype(np.int64)
 
 
 class ParagraphVectors(nn.Module):
@@ -129,25 +183,20 @@ class ParagraphVectors(nn.Module):
         dm_update: str = "word2vec",
     ):
         super().__init__()
-        if mode not in ("dbow", "dm"):
-            raise ValueError(f"mode must be 'dbow' or 'dm', got {mode!r}")
-        for name, value in dict(vocab_size=vocab_size - N_SPECIAL, dim=dim, window=window, negative=negative,
-                                epochs=epochs, batch_size=batch_size).items():
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1 (vocab_size > {N_SPECIAL}), got {value}")
-        if dm_update not in ("word2vec", "exact"):
-            raise ValueError(f"dm_update must be 'word2vec' or 'exact', got {dm_update!r}")
-        if lr <= 0:
-            raise ValueError(f"lr must be positive, got {lr}")
-        self.config = dict(vocab_size=int(vocab_size), dim=int(dim), mode=mode, window=int(window),
-                           negative=int(negative), ns_exponent=float(ns_exponent), sample=float(sample),
-                           epochs=int(epochs), lr=float(lr), batch_size=int(batch_size), seed=int(seed),
-                           dm_update=dm_update)
-        self.mode, self.dim, self.window, self.negative = mode, dim, window, negative
-        self.epochs, self.lr, self.batch_size, self.seed = epochs, lr, batch_size, seed
-        self.ns_exponent, self.sample, self.dm_update = ns_exponent, sample, dm_update
+        if not (isinstance(vocab_size, (int, np.integer)) and vocab_size > N_SPECIAL):
+            raise ValueError(f"vocab_size must be an integer > {N_SPECIAL} (ids 0 and 1 are <PAD> and <UNK>): pass "
+                             f"len(vocab) of the vocabulary that encoded the corpus; got {vocab_size!r}")
+        settings = _check_settings(dim, mode, window, negative, ns_exponent, sample, epochs, lr)
+        self.config = dict(vocab_size=int(vocab_size), **settings, batch_size=check_int("batch_size", batch_size),
+                           seed=check_int("seed", seed, minimum=0),
+                           dm_update=check_choice("dm_update", dm_update, ("word2vec", "exact")))
+        c = self.config
+        self.mode, self.dim, self.window, self.negative = c["mode"], c["dim"], c["window"], c["negative"]
+        self.epochs, self.lr, self.batch_size, self.seed = c["epochs"], c["lr"], c["batch_size"], c["seed"]
+        self.ns_exponent, self.sample, self.dm_update = c["ns_exponent"], c["sample"], c["dm_update"]
         self.device = resolve_device(device)
-        gen = torch_generator(seed)
+        dim = self.dim
+        gen = torch_generator(self.seed)
         # word2vec initialisation: input vectors uniform in +-0.5/dim, output vectors zero
         self.doc_vectors = nn.Embedding(0, dim)
         self.word_vectors = nn.Embedding(vocab_size, dim)
@@ -173,16 +222,41 @@ class ParagraphVectors(nn.Module):
         words = (self.word_vectors(context) * mask).sum(1)  # (B, dim)
         return (h + words) / (1.0 + mask.sum(1))
 
+    def _check_batch(self, doc_table: nn.Embedding, doc, target, negatives, context) -> None:
+        """Shapes and id ranges of one batch, in the course's words (not an embedding IndexError)."""
+        n_docs, n_words = doc_table.num_embeddings, self.config["vocab_size"]
+        check_shape("doc", tuple(doc.shape), (None,), "(batch,)")
+        batch = doc.shape[0]
+        check_shape("target", tuple(target.shape), (batch,), "(batch,)")
+        check_shape("negatives", tuple(negatives.shape), (batch, None), "(batch, K)")
+        for name, ids, n in (("doc", doc, n_docs), ("target", target, n_words), ("negatives", negatives, n_words)):
+            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
+                bad = int(ids.min()) if int(ids.min()) < 0 else int(ids.max())
+                raise ValueError(f"{name} ids must be in [0, {n}), got {bad}")
+        if self.mode == "dm":
+            if context is None:
+                raise ValueError("mode='dm' needs the context word ids: context of shape (batch, 2 * window)")
+            check_shape("context", tuple(context.shape), (batch, 2 * self.window), "(batch, 2 * window)")
+            if context.numel() and (int(context.min()) < 0 or int(context.max()) >= n_words):
+                raise ValueError(f"context ids must be in [0, {n_words}) (0 where the window leaves the paragraph)")
+
     def loss(self, doc_table: nn.Embedding, doc, target, negatives, context=None) -> torch.Tensor:
         """Per-example losses ``(B,)`` for paragraphs ``doc``, true words ``target`` ``(B,)`` and
         noise words ``negatives`` ``(B, K)``, differentiable by autograd (used by tests and notebooks;
         training uses the same gradient written out in :meth:`sgd_step`)."""
+        self._check_batch(doc_table, doc, target, negatives, context)
         h = self.hidden(doc_table, doc, context)
         return negative_sampling_loss(h, self.out_vectors(target), self.out_vectors(negatives))
 
-    @torch.no_grad()
     def sgd_step(self, doc_table: nn.Embedding, doc, target, negatives, context=None, lr: float = 0.025,
                  train_words: bool = True) -> torch.Tensor:
+        """One SGD step on the summed loss of a batch (see :meth:`_step`), after checking the batch."""
+        self._check_batch(doc_table, doc, target, negatives, context)
+        return self._step(doc_table, doc, target, negatives, context, check_positive("lr", lr), train_words)
+
+    @torch.no_grad()
+    def _step(self, doc_table: nn.Embedding, doc, target, negatives, context, lr: float,
+              train_words: bool) -> torch.Tensor:
         """One SGD step on the summed loss of a batch, with the gradient written out (no autograd).
 
         With scores ``s = u . h`` and labels ``y`` (1 for the true word, 0 for noise words),
@@ -247,7 +321,7 @@ class ParagraphVectors(nn.Module):
         cdf = self.noise_cdf.cpu()
         dev = self.device
         bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
-        for _ in bar:
+        for epoch in bar:
             kept = torch.nonzero(torch.rand(targets.numel(), generator=gen, dtype=torch.float64) < keep_prob)[:, 0]
             order = kept[torch.randperm(kept.numel(), generator=gen)]
             total, count = 0.0, 0
@@ -263,12 +337,10 @@ class ParagraphVectors(nn.Module):
                     width = torch.randint(1, self.window + 1, (ex.numel(), 1), generator=gen)  # (B, 1)
                     context = (context * (offsets.abs() <= width)).to(dev)
                 step_lr = lr * max(1e-3, 1.0 - step / n_steps_guess)  # word2vec's linear decay
-                batch_loss = self.sgd_step(doc_table, doc_idx[ex].to(dev), targets[ex].to(dev), negatives.to(dev),
-                                           context, step_lr, train_words).item()
-                if not np.isfinite(batch_loss):
-                    raise ValueError(
-                        f"paragraph-vector loss became {batch_loss} at step {step}; lower lr (now {lr})"
-                    )
+                batch_loss = self._step(doc_table, doc_idx[ex].to(dev), targets[ex].to(dev), negatives.to(dev),
+                                        context, step_lr, train_words).item()
+                check_finite(batch_loss, where=f"{desc} epoch {epoch + 1}, step {step}",
+                             cause=f"the vectors grew without bound; lower lr (now {lr})")
                 total += batch_loss
                 count += ex.numel()
                 step += 1
@@ -313,14 +385,15 @@ class ParagraphVectors(nn.Module):
         """
         if self.noise_cdf.numel() == 0:
             raise ValueError("call fit(...) before infer(...): the word and output vectors are not trained yet")
+        epochs = self.epochs if epochs is None else check_int("epochs", epochs)
+        lr = self.lr if lr is None else check_positive("lr", lr)
+        seed = self.seed if seed is None else check_int("seed", seed, minimum=0)
         docs = compact_docs(encoded_docs, allow_empty=allow_empty)
         too_big = max((int(d.max()) for d in docs if d.size), default=0)
         if too_big >= self.config["vocab_size"]:
             raise ValueError(f"word id {too_big} is outside the vocabulary of size {self.config['vocab_size']}")
-        seed = self.seed if seed is None else seed
         table = self._new_table(len(docs), seed + 1)
-        self.last_infer_history = self._run(table, docs, epochs or self.epochs, lr or self.lr, seed, progress,
-                                            "infer", train_words=False)
+        self.last_infer_history = self._run(table, docs, epochs, lr, seed, progress, "infer", train_words=False)
         return table.weight.detach().cpu().numpy().astype(np.float32)
 
     # ---------------------------------------------------------------- results
@@ -331,6 +404,8 @@ class ParagraphVectors(nn.Module):
 
     def most_similar(self, doc_idx: int, topn: int = 10) -> list[tuple[int, float]]:
         """The ``topn`` training documents closest to document ``doc_idx`` by cosine, itself excluded."""
+        if self.doc_vectors.num_embeddings == 0:
+            raise ValueError("the model is not trained yet: call fit(corpus) before most_similar")
         return most_similar(self.vectors, doc_idx, topn)
 
     def save(self, path: str | Path) -> None:
@@ -352,7 +427,8 @@ class ParagraphVectors(nn.Module):
 # ------------------------------------------------------------------ helpers
 def most_similar(vectors: np.ndarray, doc_idx: int, topn: int = 10) -> list[tuple[int, float]]:
     """Indices and cosines of the ``topn`` rows of ``vectors`` closest to row ``doc_idx`` (itself excluded)."""
-    vectors = np.asarray(vectors, dtype=np.float64)
+    vectors = _check_vectors(vectors)
+    topn = check_int("topn", topn)
     (doc_idx,) = check_ids([doc_idx], vectors.shape[0], "document")
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     sims = unit @ unit[doc_idx]
@@ -384,6 +460,15 @@ def paper_vectors(encoded, train_papers: Sequence[int] | None = None, progress: 
     return table, model
 
 
+def _check_vectors(vectors) -> np.ndarray:
+    v = np.asarray(vectors, dtype=np.float64)
+    check_shape("vectors", v.shape, (None, None), "(n_docs, dim)")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"vectors has {int((~np.isfinite(v)).any(axis=1).sum())} rows with NaN or inf: "
+                         "the training that made them diverged; train again with a lower lr")
+    return v
+
+
 def relevance_from_features(features: sp.spmatrix) -> sp.csr_matrix:
     """``(n, n)`` boolean: papers ``i != j`` that share a feature (a tag when ``features`` is
     ``paper_tags``, a user when it is ``likes.T``)."""
@@ -402,13 +487,12 @@ def neighbour_precision(vectors: np.ndarray, relevant: sp.spmatrix, k: int = 10)
     ``random``: the expected value of the same for ``k`` papers drawn at random, i.e. the mean of
     |relevant(i)| / (n - 1). ``lift`` is their ratio.
     """
-    vectors = np.asarray(vectors, dtype=np.float64)
+    vectors = _check_vectors(vectors)
     rel = sp.csr_matrix(relevant)
     n = vectors.shape[0]
     if rel.shape != (n, n):
         raise ValueError(f"relevant has shape {rel.shape}, expected ({n}, {n}) for {n} vectors")
-    if not 1 <= k < n:
-        raise ValueError(f"k must be in [1, {n - 1}], got {k}")
+    k = check_int("k", k, minimum=1, maximum=n - 1)
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     sims = unit @ unit.T  # (n, n)
     np.fill_diagonal(sims, -np.inf)
@@ -431,11 +515,14 @@ def gensim_doc2vec(encoded, dim: int = 100, mode: str = "dbow", window: int = 5,
 
     from course_lib.word_vectors import _stable_hash
 
+    c = _check_settings(dim, mode, window, negative, ns_exponent, sample, epochs, lr)
+    seed = check_int("seed", seed, minimum=0)
     docs = compact_docs(encoded)
     tagged = [TaggedDocument([str(t) for t in d], [i]) for i, d in enumerate(docs)]
-    model = Doc2Vec(tagged, vector_size=dim, dm=1 if mode == "dm" else 0, dm_mean=1, window=window,
-                    negative=negative, hs=0, ns_exponent=ns_exponent, sample=sample, epochs=epochs,
-                    alpha=lr, min_alpha=lr * 1e-3, min_count=1, seed=seed, workers=1, hashfxn=_stable_hash)
+    model = Doc2Vec(tagged, vector_size=c["dim"], dm=1 if c["mode"] == "dm" else 0, dm_mean=1, window=c["window"],
+                    negative=c["negative"], hs=0, ns_exponent=c["ns_exponent"], sample=c["sample"],
+                    epochs=c["epochs"], alpha=c["lr"], min_alpha=c["lr"] * 1e-3, min_count=1, seed=seed, workers=1,
+                    hashfxn=_stable_hash)
     return np.stack([model.dv[i] for i in range(len(docs))]).astype(np.float32)
 
 
@@ -449,6 +536,7 @@ def compare_with_gensim(encoded, relevant: sp.spmatrix, vocab_size: int, k: int 
     """
     rows = []
     for mode in modes:
+        check_choice("mode", mode, MODES)
         settings = dict(kwargs, mode=mode)
         start = time.perf_counter()
         ours = ParagraphVectors(vocab_size, **settings).fit(encoded, progress=progress).vectors

@@ -66,3 +66,15 @@ def paper_saliency(model: AskGRU, texts, paper: int, user: int | None = None, n_
     """
     users = np.array([user]) if user is not None else top_users(model, texts, paper, n_top, device)
     return word_saliency(model, texts, paper, users, device).mean(axis=0), users
+
+
+def saliency_explorer(model: AskGRU, texts, vocab, titles, papers=None, n_top: int = 10, max_matches: int = 50,
+                      device="auto"):
+    """The interactive explorer of :func:`course_lib.widgets.saliency_explorer` for this model:
+    saliency by :func:`paper_saliency` (one user, or the mean over the paper's ``n_top`` top users)."""
+    from course_lib.widgets import saliency_explorer as explorer
+
+    def saliency_fn(paper, user):
+        return paper_saliency(model, texts, paper, user=user, n_top=n_top, device=device)
+
+    return explorer(saliency_fn, texts, vocab, titles, papers=papers, max_matches=max_matches)

@@ -19,7 +19,7 @@ STUDENT = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 def test_student_notebooks_are_in_sync_with_solutions():
-    problems = notebook_builder.build(ROOT / "solutions", ROOT / "notebooks", check=True)
+    problems = notebook_builder.check(ROOT / "solutions", ROOT / "notebooks")
     assert problems == [], "run `course build-notebooks`:\n" + "\n".join(problems)
 
 

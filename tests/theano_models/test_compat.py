@@ -1,4 +1,8 @@
-"""The compatibility layer: backend configuration, layers, dropout and Adagrad as an update list."""
+"""The compatibility layer: backend configuration, compile caches, layers, dropout and Adagrad as an update list."""
+import os
+import pickle
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -15,8 +19,43 @@ def test_backend_is_configured_for_fast_compilation():
         assert theano.config.linker == "cvm"
     if "floatX" not in compat.USER_FLAGS:
         assert theano.config.floatX == "float32"  # the dtype of the PyTorch track
-    if "base_compiledir" not in compat.USER_FLAGS:
-        assert str(theano.config.compiledir).startswith(str(compat.cache_dir()))
+    if "base_compiledir" not in compat.USER_FLAGS:  # the test run's private cache, else the user's
+        expected = os.environ.get(compat.PRIVATE_ENV) or compat.cache_dir()
+        assert str(theano.config.compiledir).startswith(str(expected))
+
+
+def _module(folder, name, versioned=True, finished=True, code=None):
+    """A compiled module as PyTensor leaves it in its cache (a stand-in for its KeyData)."""
+    entry = folder / name
+    entry.mkdir(parents=True)
+    (entry / "mod.cpp").write_text("// code")
+    if finished:
+        (entry / f"m{name}.so").write_bytes(b"ELF")
+        key = SimpleNamespace(keys={(("v1",) if versioned else (), name)}, module_hash=code or f"hash-{name}")
+        (entry / "key.pkl").write_bytes(pickle.dumps(key))
+    return entry
+
+
+def test_a_private_compile_cache_is_seeded_from_the_shared_one_and_merged_back(tmp_path):
+    shared, private = tmp_path / "shared", tmp_path / "private"
+    plat = "compiledir_Linux-x86_64-3.11"
+    _module(shared / plat, "tmpold")
+    (shared / plat / ".lock").write_text("")
+    assert compat.seed_compiledir(shared, private) == 1
+    seeded = private / plat / "tmpold"
+    assert (seeded / "key.pkl").read_bytes() == (shared / plat / "tmpold" / "key.pkl").read_bytes()
+    assert (seeded / "mtmpold.so").stat().st_ino == (shared / plat / "tmpold" / "mtmpold.so").stat().st_ino
+    assert (seeded / "key.pkl").stat().st_ino != (shared / plat / "tmpold" / "key.pkl").stat().st_ino  # copied
+    assert not (private / plat / ".lock").exists()
+
+    _module(private / plat, "tmpnew")
+    _module(private / plat, "tmpunversioned", versioned=False)
+    _module(private / plat, "tmpunfinished", finished=False)
+    _module(private / plat, "tmptwin", code="hash-tmpold")  # the same module compiled again elsewhere
+    assert compat.merge_compiledir(private, shared) == 1
+    assert sorted(p.name for p in (shared / plat).iterdir() if p.is_dir()) == ["tmpnew", "tmpold"]
+    assert (shared / plat / "tmpnew" / "mtmpnew.so").read_bytes() == b"ELF"
+    assert compat.merge_compiledir(private, shared) == 0  # nothing new the second time
 
 
 @pytest.fixture(scope="module")

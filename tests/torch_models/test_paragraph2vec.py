@@ -7,6 +7,7 @@ import torch
 
 from course_lib.torch_models import paragraph2vec as p2v
 from course_lib.torch_models.paragraph2vec import ParagraphVectors, negative_sampling_loss
+from course_lib.validation import TrainingDiverged
 
 
 
@@ -208,6 +209,123 @@ def test_bad_input_errors():
         m.infer([np.array([3, vocab_size + 4])])
     with pytest.raises(ValueError, match=r"document ids must be in \[0, 10\)"):
         m.most_similar(10)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(vocab_size=2), r"vocab_size must be an integer > 2 \(ids 0 and 1 are <PAD> and <UNK>\).*got 2"),
+    (dict(vocab_size=30.5), r"vocab_size must be an integer > 2 .*got 30.5"),
+    (dict(dim=0), r"dim must be an integer >= 1, got 0"),
+    (dict(window=-2), r"window must be an integer >= 1, got -2"),
+    (dict(negative=0), r"negative must be an integer >= 1, got 0"),
+    (dict(epochs=2.5), r"epochs must be an integer >= 1, got 2.5"),
+    (dict(batch_size=0), r"batch_size must be an integer >= 1, got 0"),
+    (dict(lr=-0.1), r"lr must be a finite number > 0, got -0.1"),
+    (dict(lr=float("nan")), r"lr must be a finite number > 0, got nan"),
+    (dict(sample=-1e-3), r"sample must be a finite number >= 0, got -0.001"),
+    (dict(ns_exponent=float("inf")), r"ns_exponent must be a finite number, got inf"),
+    (dict(seed=-1), r"seed must be an integer >= 0, got -1"),
+    (dict(mode="skipgram"), r"mode must be one of 'dbow', 'dm'; got 'skipgram'"),
+    (dict(dm_update="mean"), r"dm_update must be one of 'word2vec', 'exact'; got 'mean'"),
+])
+def test_every_setting_is_checked_before_any_work(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ParagraphVectors(**{"vocab_size": 30, "device": "cpu", **kwargs})
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(dim=0), r"dim must be an integer >= 1, got 0"),
+    (dict(mode="cbow"), r"mode must be one of 'dbow', 'dm'; got 'cbow'"),
+    (dict(seed=-3), r"seed must be an integer >= 0, got -3"),
+])
+def test_gensim_comparison_checks_the_same_settings(kwargs, message):
+    docs, _, _ = planted_docs(n_docs=4)
+    with pytest.raises(ValueError, match=message):
+        p2v.gensim_doc2vec(docs, **kwargs)
+
+
+@pytest.mark.parametrize("corpus, message", [
+    ("some raw text", r"the corpus is one text; encode the texts first"),
+    (["a paper title", "another"], r"document 0 is text \('a paper title'\), not word ids"),
+    (np.array([3, 4, 5]), r"shape \(n_docs, max_len\) of word ids, got shape \(3,\): one document\? wrap it"),
+    ([3, 4, 5], r"document 0 must be a sequence of word ids, got the single number 3; one document\? wrap it"),
+    ([np.array([3.0, 4.0])], r"document 0 holds float64 values; word ids are integers"),
+    ([np.array([3, -4])], r"word ids must be >= 0 \(0 is <PAD>\), got -4 in document 0"),
+    ([np.array([[3, 4]])], r"document 0 must be a sequence of word ids, got shape \(1, 2\)"),
+])
+def test_a_corpus_of_the_wrong_kind_is_named(corpus, message):
+    with pytest.raises(ValueError, match=message):
+        ParagraphVectors(30, device="cpu").fit(corpus, progress=False)
+
+
+def test_infer_and_neighbours_check_their_arguments():
+    docs, _, vocab_size = planted_docs(n_docs=10)
+    with pytest.raises(ValueError, match="not trained yet: call fit"):
+        ParagraphVectors(vocab_size, device="cpu").most_similar(0)
+    m = ParagraphVectors(vocab_size, epochs=1, device="cpu").fit(docs, progress=False)
+    for kwargs, message in [(dict(epochs=0), r"epochs must be an integer >= 1, got 0"),
+                            (dict(lr=0.0), r"lr must be a finite number > 0, got 0.0"),
+                            (dict(seed=-1), r"seed must be an integer >= 0, got -1")]:
+        with pytest.raises(ValueError, match=message):
+            m.infer(docs[:2], **kwargs)
+    with pytest.raises(ValueError, match=r"topn must be an integer >= 1, got 0"):
+        m.most_similar(0, topn=0)
+    rel = p2v.relevance_from_features(sp.identity(10, format="csr"))
+    with pytest.raises(ValueError, match=r"k must be an integer in \[1, 9\], got 10"):
+        p2v.neighbour_precision(m.vectors, rel, k=10)
+    bad = m.vectors.copy()
+    bad[3, 0] = np.nan
+    with pytest.raises(ValueError, match=r"vectors has 1 rows with NaN or inf: .*lower lr"):
+        p2v.neighbour_precision(bad, rel, k=2)
+    with pytest.raises(ValueError, match=r"vectors must have shape \(n_docs, dim\) = \(any, any\), got \(10,\)"):
+        p2v.most_similar(np.ones(10), 0)
+
+
+def test_a_diverging_run_stops_with_the_step_and_the_cause():
+    docs, _, vocab_size = planted_docs(n_docs=10)
+    with pytest.raises(TrainingDiverged, match=r"the loss became (nan|inf) at PV-DBOW epoch \d+, step \d+: .*lower lr "
+                                               r"\(now 1e\+30\)"):
+        ParagraphVectors(vocab_size, lr=1e30, epochs=5, batch_size=16, device="cpu").fit(docs, progress=False)
+
+
+def test_wrong_shapes_in_the_loss_are_named():
+    h, pos, neg = torch.zeros(4, 8), torch.zeros(4, 8), torch.zeros(4, 5, 8)
+    with pytest.raises(ValueError, match=r"pos_out must have shape \(batch, dim\) = \(4, 8\), got \(4, 7\)"):
+        negative_sampling_loss(h, torch.zeros(4, 7), neg)
+    with pytest.raises(ValueError, match=r"neg_out must have shape \(batch, K, dim\) = \(4, any, 8\), got \(4, 8\)"):
+        negative_sampling_loss(h, pos, torch.zeros(4, 8))
+    with pytest.raises(ValueError, match=r"h must have shape \(batch, dim\) = \(any, any\), got \(8,\)"):
+        negative_sampling_loss(torch.zeros(8), pos, neg)
+    m = ParagraphVectors(20, dim=8, mode="dm", window=2, device="cpu")
+    table = torch.nn.Embedding(3, 8)
+    doc, target, negatives = torch.tensor([0, 2]), torch.tensor([5, 6]), torch.tensor([[7, 8], [9, 3]])
+    context = torch.tensor([[3, 4, 0, 0], [5, 6, 7, 0]])
+    assert m.loss(table, doc, target, negatives, context).shape == (2,)
+    for args, message in [
+        ((torch.tensor([0, 3]), target, negatives, context), r"doc ids must be in \[0, 3\), got 3"),
+        ((doc, torch.tensor([5, 20]), negatives, context), r"target ids must be in \[0, 20\), got 20"),
+        ((doc, target, torch.tensor([7, 8]), context), r"negatives must have shape \(batch, K\) = \(2, any\), got \(2,\)"),
+        ((doc, target, negatives, context[:, :3]), r"context must have shape \(batch, 2 \* window\) = \(2, 4\), got \(2, 3\)"),
+        ((doc, target, negatives, None), r"mode='dm' needs the context word ids"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            m.loss(table, *args)
+        with pytest.raises(ValueError, match=message):
+            m.sgd_step(table, *args)
+    with pytest.raises(ValueError, match=r"lr must be a finite number > 0, got -1"):
+        m.sgd_step(table, doc, target, negatives, context, lr=-1)
+
+
+@pytest.mark.parametrize("counts, message", [
+    (np.array([0, 0, 3, -1]), r"counts must be finite and >= 0"),
+    (np.array([[0, 0, 3]]), r"counts must be one count per word id, shape \(vocab,\), got shape \(1, 3\)"),
+])
+def test_noise_and_subsampling_tables_check_their_counts(counts, message):
+    with pytest.raises(ValueError, match=message):
+        p2v.noise_distribution(counts)
+    with pytest.raises(ValueError, match=message):
+        p2v.keep_probability(counts, 1e-3)
+    with pytest.raises(ValueError, match=r"sample must be a finite number >= 0, got -1"):
+        p2v.keep_probability(np.array([0, 0, 3]), -1)
 
 
 # -------------------------------------------------------------- evaluation
