@@ -259,9 +259,13 @@ def course_repo(tmp_path, monkeypatch):
 
 
 def _setup_sh_commands() -> list[list[str]]:
-    """The ``course`` commands setup.sh runs (a fresh setup, then the JupyterLab start)."""
-    text = (REPO / "setup.sh").read_text()
-    return [line.split() for line in re.findall(r"\.venv/bin/course ([^|&;\n]*)", text)]
+    """The ``course`` commands setup.sh runs: setup.sh hands over to ``python -m course_lib.setup``,
+    whose plan lists them (a fresh setup, then the JupyterLab start)."""
+    from course_lib import setup
+
+    assert "-m course_lib.setup" in (REPO / "setup.sh").read_text()
+    steps = setup.plan(create_venv=True, python=Path(".venv/bin/python"), lab=True, need_torch=False)
+    return [cmd[3:] for _, cmd in steps if cmd[1:3] == ["-m", "course_lib.cli"]]
 
 
 def test_a_students_edit_survives_every_command(course_repo, capsys):
