@@ -375,6 +375,38 @@ def check_torch_gradient(name: str, fn: Callable, x0: np.ndarray, tol: float = 1
                    "step a differentiable torch operation (no rounding, argmax or in-place change of the input)?")
 
 
+
+def weighted_mse_reference(scores, targets, alpha: float, *, weights: str = "likes", reduce: str = "papers",
+                           square: bool = True) -> float:
+    """The task sheet's weighted MSE on numpy arrays ``(papers, users)``, or one of its common slips:
+    ``weights`` "likes" (alpha on the likes, 1 elsewhere: right), "non_likes", "none", "plus_one"
+    (1 + alpha), "all"; ``reduce`` "papers" (sum over the users, mean over the papers: right),
+    "entries", "sum"; ``square=False`` takes absolute errors. Notebooks 01 (PyTorch) and 06
+    (Theano) check the same exercise with it."""
+    s, t = np.asarray(scores, dtype=np.float64), np.asarray(targets, dtype=np.float64)
+    err = (t - s) ** 2 if square else np.abs(t - s)
+    w = {"likes": 1 + (alpha - 1) * t, "non_likes": t + alpha * (1 - t), "none": np.ones_like(t),
+         "plus_one": 1 + alpha * t, "all": alpha * np.ones_like(t)}[weights]
+    per = w * err
+    return float({"papers": per.sum(1).mean(), "entries": per.mean(), "sum": per.sum()}[reduce])
+
+
+def weighted_mse_mistakes(scores, targets, alpha: float) -> list["Mistake"]:
+    """The common slips of the weighted MSE exercise, each with its hint (see :func:`weighted_mse_reference`)."""
+    ref = functools.partial(weighted_mse_reference, scores, targets, alpha)
+    return [
+        Mistake("you averaged over every (paper, user) entry; sum over the users of a paper, then average over "
+                "the papers", ref(reduce="entries")),
+        Mistake("alpha weighs the LIKES (targets 1), not the non-likes", ref(weights="non_likes")),
+        Mistake("you forgot the weight alpha on the likes", ref(weights="none")),
+        Mistake("off by one: a like weighs alpha, not alpha + 1 (the weight is 1 elsewhere)", ref(weights="plus_one")),
+        Mistake("alpha weighs only the likes; the other entries weigh 1", ref(weights="all")),
+        Mistake("you summed over the papers too; average over the papers of the batch", ref(reduce="sum")),
+        Mistake("square the errors (you took their absolute value)", ref(square=False)),
+        Mistake("the loss is a sum of squares, never negative: check the sign", -ref()),
+    ]
+
+
 @check("the results table", expects="results[name][metric] numbers for the model and the baseline")
 def check_beats(results: dict, model: str = "hybrid", baseline: str = "popularity", metric: str = "cold R@50") -> Verdict:
     """``results[name][metric]``: the trained model must beat the baseline on ``metric``."""

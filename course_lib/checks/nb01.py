@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import (Fail, Mistake, as_array, as_scalar, as_tensor, call, check, close, describe, diagnose, passed)
+from . import (Fail, Mistake, as_array, as_scalar, as_tensor, call, check, close, describe, diagnose, passed,
+               weighted_mse_mistakes, weighted_mse_reference)
 from . import check_beats  # noqa: F401  (the notebook's results cell calls nb01.check_beats)
 
 
@@ -163,15 +164,6 @@ def check_merge(merge_fn):
     return passed("concat gives (B, item_dim + content_dim); sum gives (B, item_dim) with the projection W")
 
 
-def _wmse(s, t, alpha, *, weights="likes", reduce="papers", square=True):
-    """The weighted MSE as written with one common mistake (defaults: the task sheet's)."""
-    err = (t - s) ** 2 if square else (t - s).abs()
-    w = {"likes": 1 + (alpha - 1) * t, "non_likes": t + alpha * (1 - t), "none": torch.ones_like(t),
-         "plus_one": 1 + alpha * t, "all": alpha * torch.ones_like(t)}[weights]
-    per = w * err
-    return float({"papers": per.sum(1).mean(), "entries": per.mean(), "sum": per.sum()}[reduce])
-
-
 @check("weighted_mse", expects="one number as a torch tensor: the mean over the papers of the weighted squared "
                                "errors summed over the users")
 def check_weighted_mse(wmse_fn):
@@ -185,23 +177,12 @@ def check_weighted_mse(wmse_fn):
                                    (9,): "sum over the users of a paper (dim=1), then average over the papers",
                                    (4, 9): "you returned the weighted error of every entry: sum over the users of a "
                                            "paper, then average over the papers"})
-    want = _wmse(s, t, 10.0)
+    want = weighted_mse_reference(s.numpy(), t.numpy(), 10.0)
     if not np.isclose(value, want, rtol=1e-5):
-        raise diagnose(value, [
-            Mistake("you averaged over every (paper, user) entry; sum over the users of a paper, then average over "
-                    "the papers", _wmse(s, t, 10.0, reduce="entries")),
-            Mistake("alpha weighs the LIKES (targets 1), not the non-likes", _wmse(s, t, 10.0, weights="non_likes")),
-            Mistake("you forgot the weight alpha on the likes", _wmse(s, t, 10.0, weights="none")),
-            Mistake("off by one: a like weighs alpha, not alpha + 1 (the weight is 1 elsewhere)",
-                    _wmse(s, t, 10.0, weights="plus_one")),
-            Mistake("alpha weighs only the likes; the other entries weigh 1", _wmse(s, t, 10.0, weights="all")),
-            Mistake("you summed over the papers too; average over the papers of the batch",
-                    _wmse(s, t, 10.0, reduce="sum")),
-            Mistake("square the errors (you took their absolute value)", _wmse(s, t, 10.0, square=False)),
-            Mistake("the loss is a sum of squares, never negative: check the sign", -want),
-        ], f"expected {want:.4f}, got {value:.4f}", rtol=1e-5)
+        raise diagnose(value, weighted_mse_mistakes(s.numpy(), t.numpy(), 10.0),
+f"expected {want:.4f}, got {value:.4f}", rtol=1e-5)
     other = as_scalar("weighted_mse", call("weighted_mse", wmse_fn, s, t, 3.0))
-    if not np.isclose(other, _wmse(s, t, 3.0), rtol=1e-5):
+    if not np.isclose(other, weighted_mse_reference(s.numpy(), t.numpy(), 3.0), rtol=1e-5):
         raise Fail("with alpha=3 the loss is wrong although alpha=10 was right: use the alpha argument, not a "
                    "constant")
     as_tensor("weighted_mse", out, need_grad=True)
@@ -237,7 +218,7 @@ def _step_case(**dropout):
 
 def _loss(model, batch, targets, alpha, **kw) -> float:
     with torch.no_grad():
-        return _wmse(model(batch), targets, alpha, **kw)
+        return weighted_mse_reference(model(batch).numpy(), targets.numpy(), alpha, **kw)
 
 
 @check("training_step", expects="the loss before the update, as a Python float")
@@ -278,9 +259,10 @@ def _check_training_step(step_fn):
             Mistake("you returned the loss AFTER the update; return the one computed before the optimizer's step",
                     lambda: _loss(model, batch, targets, 5.0)),
             Mistake("the returned loss uses alpha = 10: use the alpha argument",
-                    lambda: _wmse(_forward(model, before, batch), targets, 10.0)),
+                    lambda: weighted_mse_reference(_forward(model, before, batch).detach().numpy(), targets.numpy(), 10.0)),
             Mistake("the returned loss averages over every (paper, user) entry: use the weighted MSE of Exercise 4",
-                    lambda: _wmse(_forward(model, before, batch), targets, 5.0, reduce="entries")),
+                    lambda: weighted_mse_reference(_forward(model, before, batch).detach().numpy(), targets.numpy(), 5.0,
+                                                   reduce="entries")),
         ], f"the returned loss {value:.4f} is not the loss before the update ({start:.4f}); compute it with the "
            "model's forward pass and your weighted MSE", rtol=1e-5)
     losses = [value] + [as_scalar("training_step", call("training_step", step_fn, model, opt, batch, targets, 5.0))

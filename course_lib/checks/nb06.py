@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import (Fail, Mistake, as_array, as_scalar, as_symbolic, call, check, check_beats, close, compile_symbolic,
-               describe, diagnose, numerical_gradient, passed, rel_error)
+               describe, diagnose, numerical_gradient, passed, rel_error, weighted_mse_mistakes,
+               weighted_mse_reference)
 
 __all__ = ["check_adagrad", "check_beats", "check_elu", "check_gru_step", "check_same_training", "check_scan_encoder",
            "check_training_step", "check_weighted_mse"]
@@ -150,13 +151,6 @@ def check_adagrad(adagrad_fn):
     return passed("three steps of your update list give exactly torch.optim.Adagrad's weights")
 
 
-def _wmse_np(s, t, alpha, *, weights="likes", reduce="papers"):
-    err = (t - s) ** 2
-    w = {"likes": 1 + (alpha - 1) * t, "non_likes": t + alpha * (1 - t), "none": np.ones_like(t),
-         "plus_one": 1 + alpha * t}[weights]
-    return float({"papers": (w * err).sum(1).mean(), "entries": (w * err).mean(), "sum": (w * err).sum()}[reduce])
-
-
 @check("weighted_mse", expects="a symbolic scalar: the mean over the papers of the weighted squared errors summed "
                                "over the users")
 def check_weighted_mse(wmse_fn):
@@ -171,19 +165,13 @@ def check_weighted_mse(wmse_fn):
                     shape_hints={(2,): "you returned one loss per paper: average them over the papers",
                                  (3,): "sum over the users of a paper (axis=1), then average over the papers",
                                  (2, 3): "sum the weighted errors over the users of a paper, average over the papers"})
-    want = _wmse_np(scores, targets, 5.0)
+    want = weighted_mse_reference(scores, targets, 5.0)
     if not np.isclose(got, want, rtol=1e-10):
-        raise diagnose(got, [
-            Mistake("you averaged over every (paper, user) entry; sum over the users of a paper, then average over the "
-                    "papers", _wmse_np(scores, targets, 5.0, reduce="entries")),
-            Mistake("alpha weighs the LIKES (targets == 1), not the zeros", _wmse_np(scores, targets, 5.0, weights="non_likes")),
-            Mistake("the weight alpha on the likes is missing", _wmse_np(scores, targets, 5.0, weights="none")),
-            Mistake("off by one: a like weighs alpha, not alpha + 1", _wmse_np(scores, targets, 5.0, weights="plus_one")),
-            Mistake("you summed over the papers too; average over them", _wmse_np(scores, targets, 5.0, reduce="sum")),
-        ], f"expected {want:.4f} on the hand example, got {got:.4f}", rtol=1e-10)
+        raise diagnose(got, weighted_mse_mistakes(scores, targets, 5.0),
+f"expected {want:.4f} on the hand example, got {got:.4f}", rtol=1e-10)
     other = as_scalar("weighted_mse", compile_symbolic("weighted_mse", [s, t], as_symbolic(
         "weighted_mse", call("weighted_mse", wmse_fn, s, t, 2.0)))(scores, targets))
-    if not np.isclose(other, _wmse_np(scores, targets, 2.0), rtol=1e-10):
+    if not np.isclose(other, weighted_mse_reference(scores, targets, 2.0), rtol=1e-10):
         raise Fail("with alpha=2 the loss is wrong although alpha=5 was right: use the alpha argument, not a constant")
     return passed(f"weighted MSE = {want:.4f} on the hand example, as the formula says")
 
