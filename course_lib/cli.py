@@ -29,6 +29,7 @@ BENCHMARKS = {
     "gru4rec": "GRU4Rec with its losses beside the session baselines on RSC15",
     "gru4rec-official": "GRU4Rec beside the authors' official PyTorch code (needs your checkout of it)",
     "theano": "compile and step time of the Theano track beside the PyTorch track",
+    "ctr-cornac": "our CTR beside cornac's on the same CiteULike-a split (cornac runs in its own venv)",
 }
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEBUG_ENV = "COURSE_DEBUG"

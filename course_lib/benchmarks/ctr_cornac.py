@@ -32,7 +32,7 @@ KS = (50, 100)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m course_lib.benchmarks.ctr_cornac", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="course bench ctr-cornac", description=__doc__.split("\n\n")[0])
     p.add_argument("--text", choices=("title", "title+abstract"), default="title+abstract")
     p.add_argument("--tier", default=None, help="data tier (default: full for title, small for title+abstract)")
     p.add_argument("--fold", type=int, default=0, choices=range(5))

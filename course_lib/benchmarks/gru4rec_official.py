@@ -26,13 +26,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
 from course_lib.benchmarks.common import TIERS, nonnegative_int, positive_int, write_results
 from course_lib.benchmarks.gru4rec import CONFIGS
+
+if TYPE_CHECKING:  # torch is imported where it is used, so that --help answers at once
+    import torch
 
 OFFICIAL_URL = "https://github.com/hidasib/GRU4Rec_PyTorch_Official"
 OFFICIAL_MODULE = "gru4rec_pytorch"
@@ -64,10 +67,14 @@ class _TorchCompat:
     described in the module docstring."""
 
     def __getattr__(self, name):
+        import torch
+
         return getattr(torch, name)
 
     @staticmethod
     def tensor(data, *args, **kwargs):
+        import torch
+
         if isinstance(data, (pd.Series, pd.Index)):
             data = data.to_numpy()
         if isinstance(data, np.ndarray) and data.dtype == np.float64 and "dtype" not in kwargs:
@@ -167,20 +174,28 @@ class OfficialScorer:
         self._H = None
 
     def reset(self, n_slots: int) -> None:
+        import torch
+
         self._H = [torch.zeros(int(n_slots), h) for h in self.gru.layers]
 
     def reset_slots(self, mask) -> None:
+        import torch
+
         m = torch.as_tensor(np.asarray(mask, dtype=bool)).unsqueeze(1)
         self._H = [h.masked_fill(m, 0.0) for h in self._H]
 
     def keep_slots(self, mask) -> None:
+        import torch
+
         m = torch.as_tensor(np.asarray(mask, dtype=bool))
         self._H = [h[m] for h in self._H]
 
-    @torch.no_grad()
     def _scores(self, item_idx) -> torch.Tensor:
+        import torch
+
         x = torch.as_tensor(np.asarray(item_idx, dtype=np.int64))
-        return self.gru.model.forward(x, self._H, None, training=False)  # updates self._H in place
+        with torch.no_grad():
+            return self.gru.model.forward(x, self._H, None, training=False)  # updates self._H in place
 
     def score_next(self, item_idx) -> np.ndarray:
         return self._scores(item_idx).numpy()
@@ -201,6 +216,8 @@ def train_official(module, kwargs: dict, train: pd.DataFrame, seed: int,
     "compatibility mode"); ``init="seeded"``: from torch's generator, so they change with ``seed``
     as ours do. Returns the model, one dict per epoch parsed from what it prints (loss, events/s),
     and the wall time of ``fit`` in seconds."""
+    import torch
+
     if init not in ("fixed", "seeded"):
         raise ValueError(f"init must be 'fixed' or 'seeded', got {init!r}")
     torch.manual_seed(seed)
@@ -221,6 +238,8 @@ def _official_start(module, train: pd.DataFrame, layers: list[int], batch_size: 
     """The official model with its fixed initial weights (numpy seed 42, "compatibility mode") for
     ``train``, and ``pos``: the official row of each of our items (ours sorted by id, theirs
     numbered by first appearance)."""
+    import torch
+
     with contextlib.redirect_stdout(io.StringIO()):  # it prints whether it had to sort the frame
         it = module.SessionDataIterator(train.copy(), batch_size, n_sample=0, device=torch.device("cpu"))
     model = module.GRU4RecModel(it.n_items, list(layers), 0.0, 0.0, 0, False)
@@ -234,6 +253,8 @@ def _official_start(module, train: pd.DataFrame, layers: list[int], batch_size: 
 def _in_our_layout(model, pos: torch.Tensor, h: int) -> dict:
     """The weights of a one-layer one-hot official model, in our layout (see
     :func:`official_initial_weights`), as new tensors; both official weight layouts."""
+    import torch
+
     wx = model.GE.Wx0.weight.detach()[pos]  # (n_items, 3h): candidate, r, z
     b = model.GE.Bh0.detach()
     c, r, z = slice(0, h), slice(h, 2 * h), slice(2 * h, 3 * h)
@@ -510,6 +531,8 @@ def step_rows(args, module, data) -> list[dict]:
     for ``--step-check`` steps of the first epoch (while every slot is busy), and record how far
     they drift apart: both losses, the largest difference of any output weight and of any hidden
     state. Equal step functions drift only by float rounding (which chaotic training amplifies)."""
+    import torch
+
     from course_lib.sessions import Batch, SampleStore, training_arrays
     from course_lib.torch_models.gru4rec import GRU4Rec, RowOptimizer, _step_tensors, train_step
 
@@ -572,9 +595,11 @@ def step_rows(args, module, data) -> list[dict]:
 
 
 def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
     from course_lib.data import load_sessions
 
-    args = parse_args(argv)
     need = not args.skip_official or args.ours_init == "official" or args.step_check > 0
     try:
         module, batch_eval = load_official(args.official_dir) if need else (None, None)
