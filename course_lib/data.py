@@ -136,7 +136,6 @@ def check_ids(ids, n: int, what: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 import csv
 import hashlib
-import io
 import os
 from pathlib import Path
 

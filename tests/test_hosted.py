@@ -2,8 +2,6 @@
 in a kernel without the course it installs it (here from a wheel built from this repository) and
 the notebook's data loads from the installed package."""
 import json
-import os
-import shutil
 import subprocess
 import sys
 import sysconfig

@@ -55,7 +55,7 @@ def test_student_version_clears_outputs_and_keeps_other_cells():
 def _write_master(sols, name="00_a.ipynb", intro="# intro"):
     sols.mkdir(exist_ok=True)
     nbformat.write(_master([nbformat.v4.new_markdown_cell(intro),
-                            nbformat.v4.new_code_cell(f"# Exercise 1: a\n### BEGIN SOLUTION\n1\n### END SOLUTION")]),
+                            nbformat.v4.new_code_cell("# Exercise 1: a\n### BEGIN SOLUTION\n1\n### END SOLUTION")]),
                    sols / name)
 
 
