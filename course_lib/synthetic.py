@@ -37,6 +37,19 @@ def _zipf(n: int, shift: float = 10.0) -> np.ndarray:
     return p / p.sum()
 
 
+def _draw_likes(rng: np.random.Generator, n_users: int, n_papers: int, likes_per_user: int,
+                weight_of_user) -> sp.csr_matrix:
+    """(n_users, n_papers) 0/1 likes: user ``u`` likes ``likes_per_user`` distinct papers drawn with
+    probabilities proportional to ``weight_of_user(u)`` (n_papers,)."""
+    rows, cols = [], []
+    for u in range(n_users):
+        p = weight_of_user(u)
+        cols.append(rng.choice(n_papers, size=likes_per_user, replace=False, p=p / p.sum()))
+        rows.append(np.full(likes_per_user, u))
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    return sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(n_users, n_papers))
+
+
 def planted_citeulike(n_users: int = 300, n_papers: int = 400, n_topics: int = 6, doc_len: int = 40,
                       likes_per_user: int = 12, order_matters: bool = True, seed: int = 0) -> CiteULike:
     """A CiteULike-like dataset where users like papers of their favourite topics.
@@ -99,14 +112,7 @@ def planted_citeulike(n_users: int = 300, n_papers: int = 400, n_topics: int = 6
     taste[np.arange(n_users), main] += 0.7
     taste[np.arange(n_users), second] += 0.2
     popularity = rng.lognormal(0.0, 1.0, size=n_papers)
-    rows, cols = [], []
-    for u in range(n_users):
-        p = taste[u, topics] * popularity  # (n_papers,)
-        liked = rng.choice(n_papers, size=likes_per_user, replace=False, p=p / p.sum())
-        rows.append(np.full(likes_per_user, u))
-        cols.append(liked)
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
-    likes = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(n_users, n_papers))
+    likes = _draw_likes(rng, n_users, n_papers, likes_per_user, lambda u: taste[u, topics] * popularity)
 
     paper_tags = sp.csr_matrix((np.ones(n_papers, np.float32), (np.arange(n_papers), topics)),
                                shape=(n_papers, n_topics))
@@ -245,14 +251,7 @@ def planted_word_order(n_users: int = 200, n_papers: int = 300, doc_len: int = 8
         abstracts.append(" ".join(tokens))
         titles.append(" ".join(rng.choice(filler, size=4, p=filler_p)))
 
-    rows, cols = [], []
-    for u in range(n_users):
-        p = np.where(kinds == u % 2, taste, 1.0 - taste)  # (n_papers,)
-        liked = rng.choice(n_papers, size=likes_per_user, replace=False, p=p / p.sum())
-        rows.append(np.full(likes_per_user, u))
-        cols.append(liked)
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
-    likes = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(n_users, n_papers))
+    likes = _draw_likes(rng, n_users, n_papers, likes_per_user, lambda u: np.where(kinds == u % 2, taste, 1.0 - taste))
     paper_tags = sp.csr_matrix((np.ones(n_papers, np.float32), (np.arange(n_papers), kinds)),
                                shape=(n_papers, 2))
     return CiteULike(
