@@ -403,7 +403,9 @@ class SampleStore:
 
     ``next()`` returns the next chunk (``n_sample`` item columns, numpy) or None when
     ``n_sample <= 0``. Both tracks draw from this class (the PyTorch track through a subclass that
-    moves the store to its device), so they see the same negatives for the same seed.
+    moves the store to its device), so they see the same negatives for the same seed. The first
+    store is drawn here, before training starts (as the authors' code does), so an epoch's time
+    counts only the redraws when a store is used up.
     """
 
     def __init__(self, p: np.ndarray, n_sample: int, store_size: int, seed: int, max_chunks: int):
@@ -413,18 +415,20 @@ class SampleStore:
         self.rng = np.random.default_rng(seed)
         # no bigger than what training will use: a tiny data set need not draw 10 million items
         self.n_chunks = max(1, min(store_size // max(n_sample, 1), max_chunks))
-        self.store, self.pos = None, 0
+        self.store, self.pos = (self._draw() if n_sample > 0 else None), 0
 
     def _convert(self, draw: np.ndarray):
         """The stored form of a fresh (n_chunks, n_sample) draw; a subclass may move it elsewhere."""
         return draw
 
+    def _draw(self):
+        draw = np.searchsorted(self.cdf, self.rng.random(self.n_chunks * self.n_sample), side="right")
+        return self._convert(draw.reshape(self.n_chunks, self.n_sample))
+
     def next(self):
         if self.n_sample <= 0:
             return None
-        if self.store is None or self.pos >= len(self.store):
-            draw = np.searchsorted(self.cdf, self.rng.random(self.n_chunks * self.n_sample), side="right")
-            self.store = self._convert(draw.reshape(self.n_chunks, self.n_sample))
-            self.pos = 0
+        if self.pos >= len(self.store):
+            self.store, self.pos = self._draw(), 0
         self.pos += 1
         return self.store[self.pos - 1]
