@@ -14,7 +14,8 @@ same negatives:
 * :class:`SampleStore` draws the extra negatives from a precomputed store (numpy arrays; the
   PyTorch track keeps a subclass that moves each store to its device);
 * :func:`gru4rec_params` checks the constructor arguments that both tracks share and builds their
-  ``params`` dict, to which a track adds its own keys.
+  ``params`` dict, to which a track adds its own keys; :class:`GRU4RecSettings`, the base of both
+  tracks' ``GRU4Rec``, keeps them as attributes.
 """
 from __future__ import annotations
 
@@ -138,6 +139,41 @@ def gru4rec_params(layers=DEFAULTS["layers"], loss=DEFAULTS["loss"], final_act=D
                 n_epochs=check_int("n_epochs", n_epochs, minimum=1),
                 sample_store_size=check_int("sample_store_size", sample_store_size, minimum=1),
                 seed=check_int("seed", seed, minimum=0), dropout_state=dropout_state)
+
+
+class GRU4RecSettings:
+    """The hyperparameters that both tracks' ``GRU4Rec`` keep as attributes of the constructor
+    arguments' names (checked by :func:`gru4rec_params`); each track adds its own switches."""
+
+    # architecture
+    layers: list[int]
+    embedding: int
+    constrained_embedding: bool
+    final_act: str
+    # loss and negatives
+    loss: str
+    n_sample: int
+    sample_alpha: float
+    logq: float
+    bpreg: float
+    # regularisation
+    dropout_p_embed: float
+    dropout_p_hidden: float
+    dropout_state: str
+    # optimisation
+    optimizer: str
+    learning_rate: float
+    momentum: float
+    batch_size: int
+    n_epochs: int
+    sample_store_size: int
+    seed: int
+
+    def _set_settings(self, args: dict) -> None:
+        """Check the shared arguments among ``args`` (a constructor's ``locals()``: the names of
+        ``DEFAULTS`` are taken, the rest ignored) and keep them as attributes."""
+        for name, value in gru4rec_params(**{k: args[k] for k in DEFAULTS}).items():
+            setattr(self, name, value)
 
 
 # ---------------------------------------------------------------------------------------------

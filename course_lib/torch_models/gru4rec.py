@@ -45,7 +45,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from course_lib.sessions import (
-    DEFAULTS, LOSSES, Batch, SampleStore, check_slot_items, diverged_cause, epoch_record, gru4rec_params,
+    DEFAULTS, LOSSES, Batch, GRU4RecSettings, SampleStore, check_slot_items, diverged_cause, epoch_record,
     parse_final_act, prepare_sessions, session_parallel_batches, training_data,
 )
 from course_lib.torch_models.utils import resolve_device, torch_generator
@@ -228,7 +228,7 @@ def _uniform(shape, gen, fan_in, fan_out):
     return torch.empty(shape).uniform_(-a, a, generator=gen)
 
 
-class GRU4Rec(nn.Module):
+class GRU4Rec(nn.Module, GRU4RecSettings):
     """Session-based recommender with GRU layers; every training feature switchable by name.
 
     Parameters follow the authors' code: ``layers`` (hidden sizes), ``loss`` (one of
@@ -276,37 +276,9 @@ class GRU4Rec(nn.Module):
                  sample_store_size=DEFAULTS["sample_store_size"], seed=DEFAULTS["seed"], reset_after=False,
                  dropout_state=DEFAULTS["dropout_state"], logq_counts=False, device="auto"):
         super().__init__()
-        p = gru4rec_params(
-            layers=layers, loss=loss, final_act=final_act, n_sample=n_sample, sample_alpha=sample_alpha, logq=logq,
-            bpreg=bpreg, embedding=embedding, constrained_embedding=constrained_embedding,
-            dropout_p_embed=dropout_p_embed, dropout_p_hidden=dropout_p_hidden, optimizer=optimizer,
-            learning_rate=learning_rate, momentum=momentum, batch_size=batch_size, n_epochs=n_epochs,
-            sample_store_size=sample_store_size, seed=seed, dropout_state=dropout_state)
-        # architecture
-        self.layers: list[int] = p["layers"]
-        self.embedding: int = p["embedding"]
-        self.constrained_embedding: bool = p["constrained_embedding"]
-        self.final_act: str = p["final_act"]
+        self._set_settings(locals())  # layers ... dropout_state, checked (course_lib.sessions)
         self.reset_after = bool(reset_after)
-        # loss and negatives
-        self.loss: str = p["loss"]
-        self.n_sample: int = p["n_sample"]
-        self.sample_alpha: float = p["sample_alpha"]
-        self.logq: float = p["logq"]
         self.logq_counts = bool(logq_counts)
-        self.bpreg: float = p["bpreg"]
-        # regularisation
-        self.dropout_p_embed: float = p["dropout_p_embed"]
-        self.dropout_p_hidden: float = p["dropout_p_hidden"]
-        self.dropout_state: str = p["dropout_state"]
-        # optimisation
-        self.optimizer: str = p["optimizer"]
-        self.learning_rate: float = p["learning_rate"]
-        self.momentum: float = p["momentum"]
-        self.batch_size: int = p["batch_size"]
-        self.n_epochs: int = p["n_epochs"]
-        self.sample_store_size: int = p["sample_store_size"]
-        self.seed: int = p["seed"]
         self.device = resolve_device(device)
         # filled by init_weights / training
         self.W = nn.ParameterDict()
