@@ -14,7 +14,8 @@ same negatives:
 * :class:`SampleStore` draws the extra negatives from a precomputed store (numpy arrays; the
   PyTorch track keeps a subclass that moves each store to its device);
 * :func:`gru4rec_params` checks the constructor arguments that both tracks share and builds their
-  ``params`` dict, to which a track adds its own keys.
+  ``params`` dict, to which a track adds its own keys; :class:`GRU4RecSettings`, the base of both
+  tracks' ``GRU4Rec``, keeps them as attributes.
 """
 from __future__ import annotations
 
@@ -138,6 +139,41 @@ def gru4rec_params(layers=DEFAULTS["layers"], loss=DEFAULTS["loss"], final_act=D
                 n_epochs=check_int("n_epochs", n_epochs, minimum=1),
                 sample_store_size=check_int("sample_store_size", sample_store_size, minimum=1),
                 seed=check_int("seed", seed, minimum=0), dropout_state=dropout_state)
+
+
+class GRU4RecSettings:
+    """The hyperparameters that both tracks' ``GRU4Rec`` keep as attributes of the constructor
+    arguments' names (checked by :func:`gru4rec_params`); each track adds its own switches."""
+
+    # architecture
+    layers: list[int]
+    embedding: int
+    constrained_embedding: bool
+    final_act: str
+    # loss and negatives
+    loss: str
+    n_sample: int
+    sample_alpha: float
+    logq: float
+    bpreg: float
+    # regularisation
+    dropout_p_embed: float
+    dropout_p_hidden: float
+    dropout_state: str
+    # optimisation
+    optimizer: str
+    learning_rate: float
+    momentum: float
+    batch_size: int
+    n_epochs: int
+    sample_store_size: int
+    seed: int
+
+    def _set_settings(self, args: dict) -> None:
+        """Check the shared arguments among ``args`` (a constructor's ``locals()``: the names of
+        ``DEFAULTS`` are taken, the rest ignored) and keep them as attributes."""
+        for name, value in gru4rec_params(**{k: args[k] for k in DEFAULTS}).items():
+            setattr(self, name, value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,7 +439,9 @@ class SampleStore:
 
     ``next()`` returns the next chunk (``n_sample`` item columns, numpy) or None when
     ``n_sample <= 0``. Both tracks draw from this class (the PyTorch track through a subclass that
-    moves the store to its device), so they see the same negatives for the same seed.
+    moves the store to its device), so they see the same negatives for the same seed. The first
+    store is drawn here, before training starts (as the authors' code does), so an epoch's time
+    counts only the redraws when a store is used up.
     """
 
     def __init__(self, p: np.ndarray, n_sample: int, store_size: int, seed: int, max_chunks: int):
@@ -413,18 +451,20 @@ class SampleStore:
         self.rng = np.random.default_rng(seed)
         # no bigger than what training will use: a tiny data set need not draw 10 million items
         self.n_chunks = max(1, min(store_size // max(n_sample, 1), max_chunks))
-        self.store, self.pos = None, 0
+        self.store, self.pos = (self._draw() if n_sample > 0 else None), 0
 
     def _convert(self, draw: np.ndarray):
         """The stored form of a fresh (n_chunks, n_sample) draw; a subclass may move it elsewhere."""
         return draw
 
+    def _draw(self):
+        draw = np.searchsorted(self.cdf, self.rng.random(self.n_chunks * self.n_sample), side="right")
+        return self._convert(draw.reshape(self.n_chunks, self.n_sample))
+
     def next(self):
         if self.n_sample <= 0:
             return None
-        if self.store is None or self.pos >= len(self.store):
-            draw = np.searchsorted(self.cdf, self.rng.random(self.n_chunks * self.n_sample), side="right")
-            self.store = self._convert(draw.reshape(self.n_chunks, self.n_sample))
-            self.pos = 0
+        if self.pos >= len(self.store):
+            self.store, self.pos = self._draw(), 0
         self.pos += 1
         return self.store[self.pos - 1]

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from course_lib.sessions import (
-    DEFAULTS, LOSSES, Batch, SampleStore, check_slot_items, diverged_cause, epoch_record, gru4rec_params,
+    DEFAULTS, LOSSES, Batch, GRU4RecSettings, SampleStore, check_slot_items, diverged_cause, epoch_record,
     parse_final_act, prepare_sessions, session_parallel_batches, training_data,
 )
 from course_lib.theano_models.compat import (
@@ -133,7 +133,7 @@ def _uniform(rng, shape, fan_in, fan_out):
 # ---------------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------------
-class GRU4Rec:
+class GRU4Rec(GRU4RecSettings):
     """Session-based recommender with GRU layers, every training option switchable by name.
 
     Same constructor, attributes and defaults as the PyTorch ``GRU4Rec`` (see there, and
@@ -153,36 +153,8 @@ class GRU4Rec:
                  batch_size=DEFAULTS["batch_size"], n_epochs=DEFAULTS["n_epochs"],
                  sample_store_size=DEFAULTS["sample_store_size"], seed=DEFAULTS["seed"],
                  dropout_state=DEFAULTS["dropout_state"], dtype: str | None = None):
-        p = gru4rec_params(
-            layers=layers, loss=loss, final_act=final_act, n_sample=n_sample, sample_alpha=sample_alpha, logq=logq,
-            bpreg=bpreg, embedding=embedding, constrained_embedding=constrained_embedding,
-            dropout_p_embed=dropout_p_embed, dropout_p_hidden=dropout_p_hidden, optimizer=optimizer,
-            learning_rate=learning_rate, momentum=momentum, batch_size=batch_size, n_epochs=n_epochs,
-            sample_store_size=sample_store_size, seed=seed, dropout_state=dropout_state)
-        # architecture
-        self.layers: list[int] = p["layers"]
-        self.embedding: int = p["embedding"]
-        self.constrained_embedding: bool = p["constrained_embedding"]
-        self.final_act: str = p["final_act"]
-        # loss and negatives
-        self.loss: str = p["loss"]
-        self.n_sample: int = p["n_sample"]
-        self.sample_alpha: float = p["sample_alpha"]
-        self.logq: float = p["logq"]
+        self._set_settings(locals())  # layers ... dropout_state, checked (course_lib.sessions)
         self.logq_counts = False  # log-probabilities, as the PyTorch track's default
-        self.bpreg: float = p["bpreg"]
-        # regularisation
-        self.dropout_p_embed: float = p["dropout_p_embed"]
-        self.dropout_p_hidden: float = p["dropout_p_hidden"]
-        self.dropout_state: str = p["dropout_state"]
-        # optimisation
-        self.optimizer: str = p["optimizer"]
-        self.learning_rate: float = p["learning_rate"]
-        self.momentum: float = p["momentum"]
-        self.batch_size: int = p["batch_size"]
-        self.n_epochs: int = p["n_epochs"]
-        self.sample_store_size: int = p["sample_store_size"]
-        self.seed: int = p["seed"]
         self.dtype: str = dtype or floatX()
         # filled by init_weights / training
         self.W: Params | None = None

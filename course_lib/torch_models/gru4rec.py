@@ -45,7 +45,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from course_lib.sessions import (
-    DEFAULTS, LOSSES, Batch, SampleStore, check_slot_items, diverged_cause, epoch_record, gru4rec_params,
+    DEFAULTS, LOSSES, Batch, GRU4RecSettings, SampleStore, check_slot_items, diverged_cause, epoch_record,
     parse_final_act, prepare_sessions, session_parallel_batches, training_data,
 )
 from course_lib.torch_models.utils import resolve_device, torch_generator
@@ -154,6 +154,50 @@ def top1_max_loss(scores: torch.Tensor) -> torch.Tensor:
     return (s * (torch.sigmoid(scores - target) + torch.sigmoid(scores**2))).sum(1).mean()
 
 
+# The gradients of the two losses the authors' code trains with, written out so that a training step
+# makes a few passes over the (B, B + S) score matrix instead of autograd's many (a step spends most of
+# its time there). Each returns the mean loss and the gradient of ``weight * loss`` by the scores; the
+# tests check both against the loss functions above and autograd.
+@torch.no_grad()
+def _cross_entropy_grad(scores: torch.Tensor, log_q: torch.Tensor | None, logq: float,
+                        weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy: ``dL/dr_ij = (softmax(r)_ij - [i == j]) / B``."""
+    b = scores.shape[0]
+    if logq and log_q is not None:
+        scores = scores - logq * log_q.unsqueeze(0)
+    m = scores.amax(1, keepdim=True)  # (B, 1)
+    p = torch.sub(scores, m).exp_()  # (B, C) unnormalised softmax
+    z = p.sum(1, keepdim=True)
+    loss = (z.log() + m).squeeze(1).sub_(scores.diagonal()).mean()
+    p.mul_(z.reciprocal_().mul_(weight / b))
+    p.diagonal().sub_(weight / b)
+    return loss, p
+
+
+@torch.no_grad()
+def _bpr_max_grad(scores: torch.Tensor, bpreg: float, weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """BPR-max. With ``s`` the softmax over the negatives, ``sigma_ij = sigmoid(r_ii - r_ij)``,
+    ``A_i = sum_j s_ij sigma_ij``, ``w_ij = s_ij sigma_ij / A_i`` and ``E_i = sum_j s_ij r_ij^2``:
+    ``dL_i/dr_ij = s_ij (1 + bpreg (r_ij^2 + 2 r_ij - E_i)) - w_ij sigma_ij`` for a negative j and
+    ``dL_i/dr_ii = -sum_j w_ij (1 - sigma_ij)``. Where every negative's weight or every sigmoid
+    underflows (``A_i`` or the softmax's sum is 0), the loss is not finite here; the caller then
+    falls back to :func:`bpr_max_loss`, which computes it as a log-sum-exp."""
+    c = weight / scores.shape[0]  # the gradient is of weight * mean over rows
+    s = torch.sub(scores, scores.amax(1, keepdim=True)).exp_()  # (B, C) unnormalised softmax
+    s.diagonal().zero_()  # the target is not a negative
+    s.mul_(s.sum(1, keepdim=True).reciprocal_())
+    sig = torch.sub(scores.diagonal().unsqueeze(1), scores).sigmoid_()  # (B, C)
+    w = s * sig
+    a = w.sum(1, keepdim=True)  # (B, 1)
+    w.mul_(sig.mul_(a.reciprocal().mul_(c)))  # c w_ij sigma_ij
+    r2 = scores * scores
+    e = torch.linalg.vecdot(s, r2).unsqueeze(1)  # (B, 1)
+    loss = (bpreg * e - a.log()).mean()
+    g = r2.add_(scores, alpha=2.0).sub_(e).mul_(bpreg * c).add_(c).mul_(s).sub_(w)  # (B, C)
+    g.diagonal().copy_(w.sum(1).sub_(c))  # c (sum_j w_ij sigma_ij - 1) = -c sum_j w_ij (1 - sigma_ij)
+    return loss, g
+
+
 def final_activation(name: str) -> Callable:
     """``linear``, ``tanh``, ``relu``, ``elu-<alpha>`` or ``leaky-<slope>`` applied to the scores
     (names parsed by :func:`course_lib.sessions.parse_final_act`)."""
@@ -162,6 +206,17 @@ def final_activation(name: str) -> Callable:
         return lambda x: x
     return {"tanh": torch.tanh, "relu": torch.relu, "elu": lambda x: F.elu(x, p),
             "leaky": lambda x: F.leaky_relu(x, p)}[kind]
+
+
+def _final_activation_grad(name: str) -> Callable:
+    """``(grad, x, act(x)) -> grad * act'(x)`` for :func:`final_activation`: the backward kernels that
+    autograd itself calls, without building a graph for them."""
+    kind, p = parse_final_act(name)
+    aten = torch.ops.aten
+    return {"linear": lambda g, x, y: g, "tanh": lambda g, x, y: aten.tanh_backward(g, y),
+            "relu": lambda g, x, y: aten.threshold_backward(g, y, 0),
+            "elu": lambda g, x, y: aten.elu_backward(g, p, 1, 1, True, y),
+            "leaky": lambda g, x, y: aten.leaky_relu_backward(g, x, p, False)}[kind]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,7 +228,7 @@ def _uniform(shape, gen, fan_in, fan_out):
     return torch.empty(shape).uniform_(-a, a, generator=gen)
 
 
-class GRU4Rec(nn.Module):
+class GRU4Rec(nn.Module, GRU4RecSettings):
     """Session-based recommender with GRU layers; every training feature switchable by name.
 
     Parameters follow the authors' code: ``layers`` (hidden sizes), ``loss`` (one of
@@ -221,37 +276,9 @@ class GRU4Rec(nn.Module):
                  sample_store_size=DEFAULTS["sample_store_size"], seed=DEFAULTS["seed"], reset_after=False,
                  dropout_state=DEFAULTS["dropout_state"], logq_counts=False, device="auto"):
         super().__init__()
-        p = gru4rec_params(
-            layers=layers, loss=loss, final_act=final_act, n_sample=n_sample, sample_alpha=sample_alpha, logq=logq,
-            bpreg=bpreg, embedding=embedding, constrained_embedding=constrained_embedding,
-            dropout_p_embed=dropout_p_embed, dropout_p_hidden=dropout_p_hidden, optimizer=optimizer,
-            learning_rate=learning_rate, momentum=momentum, batch_size=batch_size, n_epochs=n_epochs,
-            sample_store_size=sample_store_size, seed=seed, dropout_state=dropout_state)
-        # architecture
-        self.layers: list[int] = p["layers"]
-        self.embedding: int = p["embedding"]
-        self.constrained_embedding: bool = p["constrained_embedding"]
-        self.final_act: str = p["final_act"]
+        self._set_settings(locals())  # layers ... dropout_state, checked (course_lib.sessions)
         self.reset_after = bool(reset_after)
-        # loss and negatives
-        self.loss: str = p["loss"]
-        self.n_sample: int = p["n_sample"]
-        self.sample_alpha: float = p["sample_alpha"]
-        self.logq: float = p["logq"]
         self.logq_counts = bool(logq_counts)
-        self.bpreg: float = p["bpreg"]
-        # regularisation
-        self.dropout_p_embed: float = p["dropout_p_embed"]
-        self.dropout_p_hidden: float = p["dropout_p_hidden"]
-        self.dropout_state: str = p["dropout_state"]
-        # optimisation
-        self.optimizer: str = p["optimizer"]
-        self.learning_rate: float = p["learning_rate"]
-        self.momentum: float = p["momentum"]
-        self.batch_size: int = p["batch_size"]
-        self.n_epochs: int = p["n_epochs"]
-        self.sample_store_size: int = p["sample_store_size"]
-        self.seed: int = p["seed"]
         self.device = resolve_device(device)
         # filled by init_weights / training
         self.W = nn.ParameterDict()
@@ -260,6 +287,7 @@ class GRU4Rec(nn.Module):
         self.history: list[dict] = []
         self.data_report: dict = {}
         self._act = final_activation(self.final_act)
+        self._act_grad = _final_activation_grad(self.final_act)
         self._generator: torch.Generator | None = None  # dropout draws
         self._H: list[torch.Tensor] | None = None  # the scorer's hidden states
 
@@ -349,13 +377,15 @@ class GRU4Rec(nn.Module):
         """One GRU step of layer ``k`` (paper eqs. 2-5): ``gi`` (B, 3h) is ``W x + b`` of the gates
         (r, z, candidate), ``h`` (B, h) the previous state; returns the new state (B, h)."""
         n = h.shape[1]
-        rz = torch.sigmoid(gi[:, : 2 * n] + h @ self.W[f"Wrz{k}"])  # (B, 2h)
+        # addmm(c, a, b) = c + a @ b and lerp(h, cand, z) = h + z (cand - h) do in one kernel what the
+        # equations write as two or three
+        rz = torch.addmm(gi[:, : 2 * n], h, self.W[f"Wrz{k}"]).sigmoid_()  # (B, 2h), eqs. 3 and 5
         r, z = rz[:, :n], rz[:, n:]
         if self.reset_after:  # the authors' first PyTorch commit, torch.nn.GRUCell: r * (U h)
-            cand = torch.tanh(gi[:, 2 * n :] + r * (h @ self.W[f"Wh{k}"]))
+            cand = torch.addcmul(gi[:, 2 * n :], r, h @ self.W[f"Wh{k}"]).tanh_()
         else:  # eq. 4, the authors' Theano code and current PyTorch code: U (r * h)
-            cand = torch.tanh(gi[:, 2 * n :] + (r * h) @ self.W[f"Wh{k}"])  # (B, h)
-        return (1 - z) * h + z * cand  # eq. 2
+            cand = torch.addmm(gi[:, 2 * n :], r * h, self.W[f"Wh{k}"]).tanh_()  # (B, h)
+        return torch.lerp(h, cand, z)  # eq. 2: (1 - z) h + z cand
 
     def input_rows(self, x: torch.Tensor) -> torch.Tensor:
         """The input rows of items ``x`` (B,): (B, 3h0) rows of ``Wx0`` (one-hot), (B, embedding)
@@ -369,7 +399,7 @@ class GRU4Rec(nn.Module):
         removes the whole row."""
         if self.embedding or self.constrained_embedding:
             x_rows = self._dropout(x_rows, self.dropout_p_embed) if train else x_rows
-            return x_rows @ self.W["Wx0"] + self.W["b0"]
+            return torch.addmm(self.W["b0"], x_rows, self.W["Wx0"])
         x_rows = self._dropout(x_rows, self.dropout_p_embed, rows_only=True) if train else x_rows
         return x_rows + self.W["b0"]
 
@@ -379,7 +409,7 @@ class GRU4Rec(nn.Module):
         new_h, gi, out = [], gi0, None
         for k in range(len(self.layers)):
             if k > 0:
-                gi = out @ self.W[f"Wx{k}"] + self.W[f"b{k}"]
+                gi = torch.addmm(self.W[f"b{k}"], out, self.W[f"Wx{k}"])  # (B, 3h_k)
             h = self.gru_cell(k, gi, hidden[k])
             out = self._dropout(h, self.dropout_p_hidden) if train else h
             new_h.append(out if self.dropout_state == "dropped" else h)
@@ -501,19 +531,22 @@ class RowOptimizer:
     """Updates the weights of a :class:`GRU4Rec`, item-indexed ones only on the rows a step used.
 
     adagrad: ``G += g**2; v = momentum * v + lr * g / sqrt(G + eps); w -= v`` (no momentum: v is the
-    step). adam: Kingma & Ba with a global step count, rows updated lazily like SparseAdam.
+    step); the accumulator starts at ``eps`` instead of 0, so it holds ``G + eps`` (one pass less per
+    update). adam: Kingma & Ba with a global step count, rows updated lazily like SparseAdam.
 
     Two ways to use it: :func:`train_step` calls :meth:`tick` and then :meth:`update` per weight
-    with the gradient of the rows it gathered; a hand-written step calls ``loss.backward()`` and
-    then :meth:`step` with the rows it used (``model.rows_used(x, cols)``), which does the same
-    from the ``.grad`` of ``model.W``.
+    with the gradient of the rows it gathered (or :meth:`update_dense` for all whole weights at
+    once); a hand-written step calls ``loss.backward()`` and then :meth:`step` with the rows it used
+    (``model.rows_used(x, cols)``), which does the same from the ``.grad`` of ``model.W``.
     """
 
     def __init__(self, params: dict[str, torch.Tensor], method: str = "adagrad", lr: float = 0.05,
                  momentum: float = 0.0, eps: float = 1e-6, betas=(0.9, 0.999)):
         self.params = params
         self.method, self.lr, self.momentum, self.eps, self.betas = method, lr, momentum, eps, betas
-        self.state = {name: [torch.zeros_like(p.detach()), torch.zeros_like(p.detach())] for name, p in params.items()}
+        first = eps if method == "adagrad" else 0.0
+        self.state = {name: [torch.full_like(p.detach(), first), torch.zeros_like(p.detach())]
+                      for name, p in params.items()}
         self.t = 0
 
     @classmethod
@@ -532,24 +565,45 @@ class RowOptimizer:
         get = (lambda buf: buf) if idx is None else (lambda buf: buf.index_select(0, idx))
         put = (lambda buf, val: None) if idx is None else (lambda buf, val: buf.index_copy_(0, idx, val))
         if self.method == "adagrad":
-            acc = get(s1).addcmul_(grad, grad)
+            acc = get(s1).addcmul_(grad, grad)  # G + eps
             put(s1, acc)
-            step = grad / (acc + self.eps).sqrt_()
-            step.mul_(self.lr)
+            denom = acc.sqrt() if idx is None else acc.sqrt_()  # the gathered rows are a copy
             if self.momentum > 0:
-                step = get(s2).mul_(self.momentum).add_(step)
+                step, scale = get(s2).mul_(self.momentum).addcdiv_(grad, denom, value=self.lr), 1.0
                 put(s2, step)
+            else:
+                step, scale = torch.div(grad, denom), self.lr
         else:
             b1, b2 = self.betas
             m = get(s1).mul_(b1).add_(grad, alpha=1 - b1)
             v = get(s2).mul_(b2).addcmul_(grad, grad, value=1 - b2)
             put(s1, m)
             put(s2, v)
-            step = (m / (1 - b1**self.t)).div_((v / (1 - b2**self.t)).sqrt_().add_(1e-8)).mul_(self.lr)
+            step, scale = (m / (1 - b1**self.t)).div_((v / (1 - b2**self.t)).sqrt_().add_(1e-8)), self.lr
         if idx is None:
-            param.sub_(step)
+            param.add_(step, alpha=-scale)
         else:
-            param.index_add_(0, idx, step, alpha=-1.0)
+            param.index_add_(0, idx, step, alpha=-scale)
+
+    @torch.no_grad()
+    def update_dense(self, names: list[str], grads: list[torch.Tensor]) -> None:
+        """:meth:`update` of several whole weights; adagrad updates them all in each kernel call
+        (``torch._foreach_*``, as ``torch.optim`` does), which saves most of the calls of small weights."""
+        if self.method != "adagrad":
+            for name, grad in zip(names, grads):
+                self.update(name, self.params[name], grad)
+            return
+        params = [self.params[n] for n in names]
+        accs = [self.state[n][0] for n in names]
+        torch._foreach_addcmul_(accs, grads, grads)
+        denoms = torch._foreach_sqrt(accs)
+        if self.momentum > 0:
+            moms = [self.state[n][1] for n in names]
+            torch._foreach_mul_(moms, self.momentum)
+            torch._foreach_addcdiv_(moms, grads, denoms, value=self.lr)
+            torch._foreach_sub_(params, moms)
+        else:
+            torch._foreach_addcdiv_(params, grads, denoms, value=-self.lr)
 
     @torch.no_grad()
     def step(self, rows: dict[str, torch.Tensor] | None = None) -> None:
@@ -557,6 +611,7 @@ class RowOptimizer:
         rows (item columns, repeats allowed), the others whole; then the gradients are cleared."""
         self.tick()
         rows = rows or {}
+        dense = []
         for name, param in self.params.items():
             if param.grad is None:
                 continue
@@ -564,7 +619,9 @@ class RowOptimizer:
                 idx = torch.unique(torch.as_tensor(rows[name], device=param.device))
                 self.update(name, param, param.grad.index_select(0, idx), idx)
             else:
-                self.update(name, param, param.grad)
+                dense.append(name)
+        self.update_dense(dense, [self.params[n].grad for n in dense])
+        for param in self.params.values():
             param.grad = None
 
 
@@ -593,10 +650,13 @@ def train_step(model: GRU4Rec, batch: Batch, hidden: list[torch.Tensor], optimiz
     (times ``batch.weight``) and one optimiser update. Returns the loss (a float) and the new states
     (one (B, h_k) tensor per layer; the trainer detaches them: one-step BPTT).
 
-    For speed, the rows of the item matrices that the step uses are gathered once as new leaves,
-    so the gradient and the update touch only those rows (the authors' sparse updates); the numbers
-    are those of the plain version (full tables, ``loss.backward()``, ``optimizer.step(rows)``) shown
-    in :func:`train_gru4rec`.
+    The numbers are those of the plain version shown in :func:`train_gru4rec` (full tables,
+    ``loss.backward()``, ``optimizer.step(rows)``) up to float rounding; it is faster because
+    autograd sees only the GRU layers, from a leaf holding the input rows of the step. The output
+    layer is differentiated by hand: ``d scores`` (B, C) from the loss (written out for
+    cross-entropy and BPR-max, autograd on the scores alone for the others), then
+    ``d rows = d_scores.T @ [out, 1]`` and ``d out = d_scores @ rows``. Only the rows of the item
+    matrices that the step used are updated (the authors' sparse updates), repeated rows summed.
     """
     W, B = model.W, len(batch.x)
     if batch.reset is not None:
@@ -604,28 +664,52 @@ def train_step(model: GRU4Rec, batch: Batch, hidden: list[torch.Tensor], optimiz
     x, y, sample = batch.x, batch.y, batch.sample
     cols = y if sample is None else torch.cat([y, sample])  # (C,) = (B + S,) output items
     C, n_items = len(cols), W["Wy"].shape[0]
-    # Gather the rows the step needs of every item-indexed matrix as new leaves; `inv` maps each use
-    # to its (unique) row.
-    table = model.input_table
-    uniq_o, inv_o = _unique_rows(torch.cat([cols, x]) if table == "Wy" else cols, n_items)
-    leaves = {"Wy": (uniq_o, W["Wy"].detach().index_select(0, uniq_o).requires_grad_())}
-    if table != "Wy":
-        uniq_i, inv_i = _unique_rows(x, n_items)
-        leaves[table] = (uniq_i, W[table].detach().index_select(0, uniq_i).requires_grad_())
-        x_rows = leaves[table][1].index_select(0, inv_i)  # (B, 3h0) one-hot rows of Wx0, or (B, emb)
+    Wy, table = W["Wy"].detach(), model.input_table
+    # `uniq` are the distinct rows a weight's update touches, `inv` the position of each use among them
+    if table == "Wy":  # constrained embedding: the inputs are rows of Wy too
+        uniq_o, inv_o = _unique_rows(torch.cat([cols, x]), n_items)
+        x_leaf = Wy.index_select(0, x)[:, :-1].requires_grad_()  # (B, h_last)
     else:
-        x_rows = leaves["Wy"][1].index_select(0, inv_o[C:])[:, :-1]  # (B, h_last): the constrained embedding
+        uniq_o, inv_o = _unique_rows(cols, n_items)
+        x_leaf = W[table].detach().index_select(0, x).requires_grad_()  # (B, 3h0) rows of Wx0, or (B, emb)
     dense = [n for n in W if n not in model.row_weights]
-    out, new_hidden = model.hidden_layers(model.input_gates(x_rows, True), hidden, True)  # (B, h_last)
-    scores = model._score_rows(out, leaves["Wy"][1].index_select(0, inv_o[:C]))  # (B, C)
-    loss = model.loss_function(scores, batch.log_q)
-    grads = torch.autograd.grad(loss * batch.weight, [leaf for _, leaf in leaves.values()] + [W[n] for n in dense])
+    out, new_hidden = model.hidden_layers(model.input_gates(x_leaf, True), hidden, True)  # (B, h_last)
+    rows = Wy.index_select(0, cols)  # (C, h_last + 1)
+    out1 = torch.cat([out.detach(), out.new_ones(B, 1)], 1)  # (B, h_last + 1): the 1 multiplies the bias
+    loss, d_scores = _loss_and_grad(model, out1 @ rows.T, batch.log_q, batch.weight)  # (B, C)
+    g_wy = out1.new_zeros(len(uniq_o), out1.shape[1]).index_add_(0, inv_o[:C], d_scores.T @ out1)
+    grads = torch.autograd.grad(out, [x_leaf] + [W[n] for n in dense], d_scores @ rows[:, :-1])
     optimizer.tick()
-    for (name, (uniq, _)), g in zip(leaves.items(), grads):
-        optimizer.update(name, W[name], g, uniq)
-    for n, g in zip(dense, grads[len(leaves):]):
-        optimizer.update(n, W[n], g)
-    return loss.item(), new_hidden
+    if table == "Wy":
+        g_wy[:, :-1].index_add_(0, inv_o[C:], grads[0])
+    else:
+        uniq_i, inv_i = _unique_rows(x, n_items)
+        g_x = grads[0].new_zeros(len(uniq_i), grads[0].shape[1]).index_add_(0, inv_i, grads[0])
+        optimizer.update(table, W[table], g_x, uniq_i)
+    optimizer.update("Wy", W["Wy"], g_wy, uniq_o)
+    optimizer.update_dense(dense, list(grads[1:]))
+    return loss, new_hidden
+
+
+_HAND_GRADS = {"cross-entropy": lambda m, r, log_q, w: _cross_entropy_grad(r, log_q, m.logq, w),
+               "bpr-max": lambda m, r, log_q, w: _bpr_max_grad(r, m.bpreg, w)}
+
+
+def _loss_and_grad(model: GRU4Rec, scores: torch.Tensor, log_q: torch.Tensor | None,
+                   weight: float) -> tuple[float, torch.Tensor]:
+    """The loss of the scores ``scores`` (B, C) before the final activation, and the gradient of
+    ``weight * loss`` by them: by hand for the library's cross-entropy and BPR-max, by autograd for
+    the other losses and a subclass's own ``loss_function``."""
+    hand = _HAND_GRADS.get(model.loss) if type(model).loss_function is GRU4Rec.loss_function else None
+    if hand is not None:
+        act = model._act(scores)
+        loss, grad = hand(model, act, log_q, weight)
+        if torch.isfinite(loss):
+            return loss.item(), model._act_grad(grad, scores, act)
+    with torch.enable_grad():  # also where a hand-written gradient is not finite
+        leaf = scores.detach().requires_grad_()
+        loss = model.loss_function(model._act(leaf), log_q)
+        return loss.item(), torch.autograd.grad(loss * weight, leaf)[0]
 
 
 def _step_tensors(offsets: np.ndarray, batch_size: int, items_t: torch.Tensor) -> list[tuple]:
@@ -647,8 +731,8 @@ class _SampleStore(SampleStore):
     the same draws, so both tracks see the same negatives."""
 
     def __init__(self, p: np.ndarray, n_sample: int, store_size: int, seed: int, device, max_chunks: int):
+        self.device = device  # before the first draw
         super().__init__(p, n_sample, store_size, seed, max_chunks)
-        self.device = device
 
     def _convert(self, draw: np.ndarray):
         return torch.as_tensor(draw, device=self.device)

@@ -41,11 +41,39 @@ def tiny():
 ])
 def test_a_hand_written_step_gives_the_library_numbers(tiny, kw):
     kw = dict(layers=[16], batch_size=32, n_epochs=1, seed=0, device="cpu", **kw)
+    # the library differentiates the output layer by hand, the plain step by autograd: the same
+    # numbers up to float rounding, which is tight after a few steps ...
+    ref, mine = (_first_steps(g.GRU4Rec(**kw), tiny.train, step, 3) for step in (g.train_step, plain_step))
+    for name in ref:
+        assert torch.allclose(mine[name], ref[name], rtol=1e-6, atol=1e-7), name
+    # ... and grows over an epoch of training: adagrad's first step on a row, g / sqrt(g^2 + eps), magnifies
+    # a difference in a small g up to 1 / sqrt(eps) times (measured: 4e-4 in Wy, 3e-5 in the loss). The
+    # hand-written score gradient is as close to a float64 autograd as float32 autograd is
+    # (test_gru4rec.py checks it against autograd on its own).
     ref = g.GRU4Rec(**kw).fit(tiny.train, progress=False)
     mine = g.GRU4Rec(**kw).fit(tiny.train, progress=False, step_fn=plain_step)
-    assert mine.history[0]["loss"] == pytest.approx(ref.history[0]["loss"], rel=1e-6)
+    assert mine.history[0]["loss"] == pytest.approx(ref.history[0]["loss"], rel=1e-4)
     for name in ref.W:
-        assert torch.allclose(mine.W[name], ref.W[name], rtol=1e-4, atol=1e-5), name
+        assert torch.allclose(mine.W[name], ref.W[name], rtol=1e-3, atol=1e-3), name
+
+
+class _Stop(Exception):
+    pass
+
+
+def _first_steps(model, train, step_fn, n):
+    """The weights after ``n`` training steps of ``step_fn``."""
+    done = []
+
+    def step(model, batch, hidden, optimizer):
+        if len(done) == n:
+            raise _Stop
+        done.append(1)
+        return step_fn(model, batch, hidden, optimizer)
+
+    with pytest.raises(_Stop):
+        model.fit(train, progress=False, step_fn=step)
+    return {name: w.detach().clone() for name, w in model.W.items()}
 
 
 class MyGRU4Rec(g.GRU4Rec):
