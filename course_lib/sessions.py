@@ -20,7 +20,7 @@ same negatives:
 from __future__ import annotations
 
 import warnings
-from typing import Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -323,6 +323,21 @@ def training_data(train: pd.DataFrame, n_sample: int, sample_alpha: float, batch
     n_pairs = len(item_idx) - (len(offsets) - 1)  # (input, target) pairs: events minus sessions
     return TrainingData(report, item_ids, item_idx, offsets, pop, n_sample, p_sample, np.log(q_target),
                         np.log(q_sample), n_pairs)
+
+
+def start_training(model, train: pd.DataFrame, step_fn, default_step) -> tuple[TrainingData, Callable]:
+    """What both tracks' trainers do first: check ``step_fn`` (None means ``default_step``), prepare
+    ``train`` (:func:`training_data`), record the data report, item ids and popularity on ``model``
+    and initialise its weights for those items. Returns the data and the step function."""
+    step_fn = default_step if step_fn is None else step_fn
+    if not callable(step_fn):
+        raise ValueError(f"step_fn must be a function (model, batch, hidden, optimizer) -> (loss, new_hidden), "
+                         f"got {type(step_fn).__name__}")
+    data = training_data(train, model.n_sample, model.sample_alpha, model.batch_size, sum(model.layers),
+                         model.sample_store_size, model.logq_counts)
+    model.data_report, model.item_ids, model.popularity = data.report, data.item_ids, data.popularity
+    model.init_weights(len(data.item_ids))
+    return data, step_fn
 
 
 def diverged_cause(model) -> str:

@@ -39,7 +39,7 @@ import pandas as pd
 
 from course_lib.sessions import (
     DEFAULTS, LOSSES, Batch, GRU4RecSettings, SampleStore, check_slot_items, diverged_cause, epoch_record,
-    parse_final_act, prepare_sessions, session_parallel_batches, training_data,
+    parse_final_act, prepare_sessions, session_parallel_batches, start_training,
 )
 from course_lib.theano_models.compat import (
     Params, RandomStream, T, dropout, elu, floatX, function, log_sigmoid, log_softmax, sigmoid, theano,
@@ -482,14 +482,7 @@ def train_gru4rec(model: GRU4Rec, train: pd.DataFrame, valid: pd.DataFrame | Non
     infinite loss stops with :class:`course_lib.validation.TrainingDiverged`. Returns ``model``."""
     from tqdm.auto import tqdm
 
-    step_fn = train_step if step_fn is None else step_fn
-    if not callable(step_fn):
-        raise ValueError(f"step_fn must be a function (model, batch, hidden, optimizer) -> (loss, new_hidden), "
-                         f"got {type(step_fn).__name__}")
-    data = training_data(train, model.n_sample, model.sample_alpha, model.batch_size, sum(model.layers),
-                         model.sample_store_size, model.logq_counts)
-    model.data_report, model.item_ids, model.popularity = data.report, data.item_ids, data.popularity
-    model.init_weights(len(data.item_ids))
+    data, step_fn = start_training(model, train, step_fn, train_step)
     if init_weights is not None:
         model.load_weights(init_weights)
     steps = list(session_parallel_batches(data.offsets, model.batch_size))

@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from course_lib.sessions import (
     DEFAULTS, LOSSES, Batch, GRU4RecSettings, SampleStore, check_slot_items, diverged_cause, epoch_record,
-    parse_final_act, prepare_sessions, session_parallel_batches, training_data,
+    parse_final_act, prepare_sessions, session_parallel_batches, start_training,
 )
 from course_lib.torch_models.utils import resolve_device, torch_generator
 from course_lib.validation import check_finite
@@ -779,14 +779,7 @@ def train_gru4rec(model: GRU4Rec, train: pd.DataFrame, valid: pd.DataFrame | Non
     naming the epoch and step. ``history`` gets the mean loss, events and events/s of each epoch
     (and Recall/MRR@``eval_cutoff`` on ``valid``). Returns ``model``.
     """
-    step_fn = train_step if step_fn is None else step_fn
-    if not callable(step_fn):
-        raise ValueError(f"step_fn must be a function (model, batch, hidden, optimizer) -> (loss, new_hidden), "
-                         f"got {type(step_fn).__name__}")
-    data = training_data(train, model.n_sample, model.sample_alpha, model.batch_size, sum(model.layers),
-                         model.sample_store_size, model.logq_counts)
-    model.data_report, model.item_ids, model.popularity = data.report, data.item_ids, data.popularity
-    model.init_weights(len(data.item_ids))
+    data, step_fn = start_training(model, train, step_fn, train_step)
     model.train()
     dev = model.device
     log_q_target = torch.as_tensor(data.log_q_target, dtype=torch.float32, device=dev)
