@@ -21,8 +21,9 @@ find the same weights, bit for bit.
   that numpy rounds exactly as C does (``+ - * /``, max, min, negation of one float dtype, two
   operands at most: :data:`EXACT_ARITHMETIC`) and integer arithmetic on scalars (shapes, step
   counts) run their Python implementation instead: a few microseconds each, and the first
-  compile of a graph builds fewer modules. Transcendental functions and fused (``Composite``)
-  expressions stay in C, where their rounding is PyTensor's own.
+  compile of a graph builds fewer modules. Not inside a ``scan`` loop: there the microseconds
+  would be paid at every time step, so the loop's operations keep their C code. Transcendental
+  functions and fused (``Composite``) expressions stay in C, where their rounding is PyTensor's.
 * **Lighter gcc flags.** :data:`~course_lib.theano_models.compat.GCC_FLAGS` (set by ``compat``
   before PyTensor reads its flags): ``-O1`` with the one ``-O3`` pass that changes rounding
   (multiply-add fusion) kept, and no debug symbols.
@@ -145,8 +146,29 @@ def local_row_inc_in_c(fgraph, node):
     return [op(*node.inputs)]
 
 
-def _in_python(self, *args, **kwargs):
-    raise NotImplementedError("runs in Python (course_lib.theano_models.speedups)")
+_scan_depth = [0]  # > 0 while a scan's inner function is being compiled
+
+
+def _python_outside_scan(original):
+    """``c_code`` that sends the node to Python, except inside a ``scan`` loop (module docstring)."""
+
+    def c_code(self, node, *args, **kwargs):
+        if _scan_depth[0] == 0 and (not isinstance(self, Elemwise) or elemwise_in_python(node)):
+            raise NotImplementedError("runs in Python (course_lib.theano_models.speedups)")
+        return original(self, node, *args, **kwargs)
+
+    return c_code
+
+
+def _marking_scan_compiles(original: property) -> property:
+    def fn(self):
+        _scan_depth[0] += 1
+        try:
+            return original.fget(self)
+        finally:
+            _scan_depth[0] -= 1
+
+    return property(fn, doc=original.__doc__)
 
 
 def elemwise_in_python(node) -> bool:
@@ -167,15 +189,10 @@ def install() -> bool:
     install.done = enabled()
     if not install.done:
         return False
+    from pytensor.scan.op import Scan
+
     register_specialize(local_row_inc_in_c, "fast_compile")
-    for cls in PYTHON_OPS:
-        cls.c_code = _in_python
-    compiled = Elemwise.c_code
-
-    def c_code(self, node, *args, **kwargs):
-        if elemwise_in_python(node):
-            raise NotImplementedError("runs in Python (course_lib.theano_models.speedups)")
-        return compiled(self, node, *args, **kwargs)
-
-    Elemwise.c_code = c_code
+    for cls in (*PYTHON_OPS, Elemwise):
+        cls.c_code = _python_outside_scan(cls.c_code)
+    Scan.fn = _marking_scan_compiles(Scan.fn)
     return True

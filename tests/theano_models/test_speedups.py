@@ -95,6 +95,27 @@ def test_bookkeeping_and_exact_arithmetic_run_in_python_the_rest_in_c():
         x.T.owner.op.c_code(x.T.owner, "n", ["a"], ["b"], {})
 
 
+def test_inside_a_scan_loop_every_operation_keeps_its_c_code():
+    from pytensor.scan.op import Scan
+
+    h0, seq = T.matrix("h0"), T.tensor3("seq")
+    hs = compat.scan(lambda x_t, h: T.tanh(h.T + x_t), sequences=[seq], outputs_info=[h0])
+    fn = theano.function([seq, h0], hs[-1].T)
+    inner = next(n.op for n in fn.maker.fgraph.apply_nodes if isinstance(n.op, Scan)).fn
+
+    def kinds(f):  # a compiled C thunk carries its module's function as .cthunk
+        return {(type(n.op).__name__, hasattr(t, "cthunk")) for n, t in zip(f.maker.fgraph.toposort(), f.vm.thunks)}
+
+    assert ("DimShuffle", True) in kinds(inner)  # h.T at every time step: C
+    assert ("DimShuffle", False) in kinds(fn)  # the final .T, once per call: Python
+    h = np.ones((2, 2), np.float32)
+    x = np.arange(12, dtype=np.float32).reshape(3, 2, 2) / 10
+    expected = h
+    for x_t in x:
+        expected = np.tanh(expected.T + x_t)
+    np.testing.assert_allclose(fn(x, h), expected.T, rtol=1e-6)
+
+
 CHILD = """
 import hashlib, json, argparse
 from course_lib.benchmarks import theano as bench
