@@ -66,10 +66,13 @@ class _TorchCompat:
     """``torch`` as the official module sees it: the same, except the two ``torch.tensor`` shims
     described in the module docstring."""
 
-    def __getattr__(self, name):
+    def __init__(self):
         import torch
 
-        return getattr(torch, name)
+        self._torch = torch  # bound once: every torch.* of the official code passes through __getattr__
+
+    def __getattr__(self, name):
+        return getattr(self._torch, name)
 
     @staticmethod
     def tensor(data, *args, **kwargs):
