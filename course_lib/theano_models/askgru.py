@@ -24,6 +24,7 @@ from course_lib.data import check_ids
 from course_lib.theano_models.compat import (
     Params, RandomStream, T, adam, dropout, function, log_sigmoid, scan, sigmoid,
 )
+from course_lib.theano_models.gru_op import gru_layer_op
 from course_lib.theano_models.hybrid import PaperTexts
 from course_lib.training import (  # noqa: F401  (the paper's settings and frequent_tags, as in the PyTorch track)
     ALPHA_CONF, BATCH_USERS, DROPOUT, EMB_DIM, EPS_CONF, HIDDEN1, HIDDEN2, MAX_UPDATES, REG_USER, History, PairBatch,
@@ -32,6 +33,7 @@ from course_lib.training import (  # noqa: F401  (the paper's settings and frequ
 )
 from course_lib.validation import check_choice, check_fraction, check_int, check_memory
 
+_RECURRENCES = ("op", "scan")
 
 
 def gru_step(xp_t, m_t, h_prev, W_hh, b_hh):
@@ -76,16 +78,22 @@ def _init_gru(params: Params, prefix: str, suffix: str, n_in: int, n_hidden: int
         params.add(f"{prefix}.{name}_l0{suffix}", rng.uniform(-bound, bound, size=shape))
 
 
-def _gru_layer(x, mask, params: Params, prefix: str, suffix: str = "", go_backwards: bool = False):
-    """Run one GRU direction over a padded batch with ``scan``.
+def _gru_layer(x, mask, params: Params, prefix: str, suffix: str = "", go_backwards: bool = False,
+               recurrence: str = "scan"):
+    """Run one GRU direction over a padded batch with ``scan`` (or the fused op).
 
     ``x``: ``(batch, seq_len, n_in)``; ``mask``: ``(batch, seq_len)``. Returns the hidden states
     ``(batch, seq_len, H)`` in the original time order (zero-initial state, like torch).
+    ``recurrence="op"`` runs the same recurrence as one
+    :class:`~course_lib.theano_models.gru_op.GRULayerOp` instead of the ``scan`` (same function,
+    faster on a CPU; masks of 0/1 only).
     """
     W_ih, W_hh = params[f"{prefix}.weight_ih_l0{suffix}"], params[f"{prefix}.weight_hh_l0{suffix}"]
     b_ih, b_hh = params[f"{prefix}.bias_ih_l0{suffix}"], params[f"{prefix}.bias_hh_l0{suffix}"]
     H = W_hh.get_value(borrow=True).shape[1]
     xp = T.dot(x, W_ih.T) + b_ih  # (batch, seq_len, 3H)
+    if recurrence == "op":
+        return gru_layer_op(xp, mask, W_hh, b_hh, go_backwards=go_backwards)  # (batch, seq_len, H)
     h0 = T.zeros((x.shape[0], H), dtype=x.dtype)  # (batch, H)
     hs = scan(gru_step, sequences=[xp.dimshuffle(1, 0, 2), mask.T], outputs_info=[h0],
               non_sequences=[W_hh, b_hh], go_backwards=go_backwards, name=f"{prefix}{suffix}")
@@ -144,16 +152,28 @@ class GRUEncoder:
     """*GRU* (section 3.2, Figure 1): embeddings -> bidirectional GRU (``hidden1`` per direction)
     -> GRU (``hidden2``) on the concatenated states -> mean over the real tokens.
 
-    Written with :func:`_gru_layer` (``scan`` over :func:`gru_step`); parameters named as in the
-    PyTorch ``GRUEncoder`` (``gru1.weight_ih_l0``, ``gru1.weight_ih_l0_reverse``, ``gru2.weight_hh_l0``,
-    ...). Dropout 0.1 / 0.5 / 0.3 on the embeddings and the outputs of the two layers (section 4.1.2).
+    Written with :func:`_gru_layer`; parameters named as in the PyTorch ``GRUEncoder``
+    (``gru1.weight_ih_l0``, ``gru1.weight_ih_l0_reverse``, ``gru2.weight_hh_l0``, ...). Dropout
+    0.1 / 0.5 / 0.3 on the embeddings and the outputs of the two layers (section 4.1.2).
+
+    ``recurrence`` chooses how each of the three GRU directions runs over the time steps:
+
+    * ``"op"`` (default): one :class:`~course_lib.theano_models.gru_op.GRULayerOp` per direction, the
+      Theano analogue of PyTorch's fused ``nn.GRU``: numpy forward and backward passes that skip
+      the padding, no ``scan`` gradient to build, no C module to compile for the recurrence.
+    * ``"scan"``: ``scan`` over :func:`gru_step`, the formulation notebook 06 teaches; graph-level
+      gradients, every row computed at every step.
+
+    Both compute the same function of the same weights (to rounding; tests/theano_models/test_gru_op.py);
+    the op needs masks of 0 and 1, which :class:`PaperTexts` batches are.
     """
 
     def __init__(self, n_words: int, emb_dim: int = EMB_DIM, hidden1: int = HIDDEN1, hidden2: int = HIDDEN2,
                  dropout: tuple[float, float, float] = DROPOUT, embeddings=None, seed: int = 0,
-                 dtype: str | None = None):
+                 dtype: str | None = None, recurrence: str = "op"):
         if len(dropout) != 3:
             raise ValueError(f"dropout must be 3 probabilities (embedding, layer 1, layer 2), got {dropout}")
+        check_choice("recurrence", recurrence, _RECURRENCES)
         check_encoder_args(n_words, emb_dim, dropout, hidden1=hidden1, hidden2=hidden2)
         rng = np.random.default_rng(seed)
         self.params = Params(dtype)
@@ -161,20 +181,21 @@ class GRUEncoder:
         _init_gru(self.params, "gru1", "", emb_dim, hidden1, rng)
         _init_gru(self.params, "gru1", "_reverse", emb_dim, hidden1, rng)
         _init_gru(self.params, "gru2", "", 2 * hidden1, hidden2, rng)
-        self.out_dim, self.dropout = hidden2, tuple(dropout)
+        self.out_dim, self.dropout, self.recurrence = hidden2, tuple(dropout), recurrence
         self.config = {"n_words": n_words, "emb_dim": emb_dim, "hidden1": hidden1, "hidden2": hidden2,
-                       "dropout": list(dropout)}
+                       "dropout": list(dropout), "recurrence": recurrence}
 
     def check(self, ids, mask, paper_idx) -> None:
         _check_word_ids(ids, self.config["n_words"])
 
     def __call__(self, ids, mask, paper_idx, train=False, stream=None):
-        p, d = self.params, self.dropout
+        p, d, rec = self.params, self.dropout, self.recurrence
         emb = dropout(p["embedding.weight"][ids], d[0], stream, train)  # (B, L, K_w)
-        h1 = T.concatenate([_gru_layer(emb, mask, p, "gru1"),
-                            _gru_layer(emb, mask, p, "gru1", "_reverse", go_backwards=True)], axis=2)  # (B, L, 2 H1)
+        h1 = T.concatenate([_gru_layer(emb, mask, p, "gru1", recurrence=rec),
+                            _gru_layer(emb, mask, p, "gru1", "_reverse", go_backwards=True, recurrence=rec)],
+                           axis=2)  # (B, L, 2 H1)
         h1 = dropout(h1, d[1], stream, train)
-        h2 = dropout(_gru_layer(h1, mask, p, "gru2"), d[2], stream, train)  # (B, L, H2)
+        h2 = dropout(_gru_layer(h1, mask, p, "gru2", recurrence=rec), d[2], stream, train)  # (B, L, H2)
         return _masked_mean(h2, mask)  # (B, H2)
 
 

@@ -37,6 +37,8 @@ the last axis), :func:`elu`, :func:`scan` (returns outputs only), :class:`Random
 draws whose state updates go into the update list), :func:`dropout`, :func:`adagrad` and
 :func:`adam` (update lists that match ``torch.optim``), :func:`function` (``theano.function`` with
 the course defaults) and :class:`Params` (shared variables named like a PyTorch ``state_dict``).
+``Op``, ``Apply`` and ``DisconnectedType`` are the backend's classes for writing a new operation
+(:mod:`course_lib.theano_models.gru_op`), imported from where each backend keeps them.
 
 Known problems of the backends are worked around here, each where it is needed and explained
 there: PyTensor 3.0.x's misfiring broadcast check for single-row updates
@@ -306,6 +308,19 @@ def _load():
 theano, T, BACKEND = _load()
 """``theano``: the backend module (``function``, ``shared``, ``grad``, ``config``);
 ``T``: its tensor module; ``BACKEND``: ``"theano"`` or ``"pytensor"``."""
+
+if BACKEND == "theano":
+    import theano.gof as _graph  # noqa: E402  (Theano 1.0 keeps Op and Apply in theano.gof)
+
+    Op, Apply = _graph.Op, _graph.Apply
+else:
+    import pytensor.graph.basic as _graph_basic  # noqa: E402
+    import pytensor.graph.op as _graph_op  # noqa: E402
+
+    Op, Apply = _graph_op.Op, _graph_basic.Apply
+DisconnectedType = theano.gradient.DisconnectedType
+"""``Op``, ``Apply``, ``DisconnectedType``: what a new operation of the graph is written with
+(:mod:`course_lib.theano_models.gru_op`), from wherever the backend keeps them."""
 
 
 def floatX() -> str:
