@@ -93,41 +93,60 @@ def _check_shapes(xp, mask, W_hh, b_hh) -> int:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    """``1 / (1 + exp(-x))`` in place, in ``x``'s dtype."""
+    """``1 / (1 + exp(-x))`` in place, in ``x``'s dtype (exp may overflow to inf: the result is 0)."""
     np.negative(x, out=x)
-    np.exp(x, out=x)
+    with np.errstate(over="ignore"):
+        np.exp(x, out=x)
     x += 1
     np.reciprocal(x, out=x)
     return x
 
 
+def _cache_blocks(cache: np.ndarray, n_total: int, H: int) -> tuple[np.ndarray, ...]:
+    """The packed cache (a vector) as its four contiguous blocks ``rz (N, 2H)``, ``n``, ``W_hn h + b_hn``
+    and ``h_prev`` ``(N, H)``: every step's rows are then contiguous too (numpy's loops run several
+    times faster on contiguous rows than on column blocks of a wider array)."""
+    sizes = np.cumsum([0, 2 * H, H, H, H]) * n_total
+    widths = (2 * H, H, H, H)
+    return tuple(cache[sizes[k] : sizes[k + 1]].reshape(n_total, widths[k]) for k in range(4))
+
+
 def gru_forward(xp: np.ndarray, mask: np.ndarray, W_hh: np.ndarray, b_hh: np.ndarray,
                 go_backwards: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """What :class:`GRULayerOp` computes, as a numpy function: ``hs`` ``(B, L, H)`` and the packed
-    cache ``(n_tokens, 5 H)`` (per real token: ``r, z, n, W_hn h + b_hn, h_prev``)."""
+    cache, a vector of ``5 H`` numbers per real token (``r, z``, ``n``, ``W_hn h + b_hn``, ``h_prev``)."""
     H = _check_shapes(xp, mask, W_hh, b_hh)
     sched = _Schedule(mask, go_backwards)
     batch, seq_len, _ = xp.shape
-    x_work = np.ascontiguousarray(xp.transpose(1, 0, 2)[:, sched.perm])  # (L, B, 3H) time-major, working order
-    W_t = np.ascontiguousarray(W_hh.T)  # (H, 3H)
-    h = np.zeros((batch, H), dtype=xp.dtype)  # the state of every row, working order
-    hs_work = np.empty((seq_len, batch, H), dtype=xp.dtype)
-    cache = np.empty((sched.n_total, _CACHE_BLOCKS * H), dtype=xp.dtype)
+    dtype = xp.dtype
+    x_work = xp.transpose(1, 0, 2)[:, sched.perm]  # (L, B, 3H) time-major, working order
+    x_rz = x_work[:, :, : 2 * H] + b_hh[: 2 * H]  # (L, B, 2H): b_hr, b_hz join the input part once
+    x_n = np.ascontiguousarray(x_work[:, :, 2 * H :])  # (L, B, H)
+    W_rz, W_n = np.ascontiguousarray(W_hh[: 2 * H].T), np.ascontiguousarray(W_hh[2 * H :].T)  # (H, 2H), (H, H)
+    b_n = b_hh[2 * H :]
+    h = np.zeros((batch, H), dtype=dtype)  # the state of every row, working order
+    hs_work = np.empty((seq_len, batch, H), dtype=dtype)
+    cache = np.empty(_CACHE_BLOCKS * H * sched.n_total, dtype=dtype)
+    RZ, N, HPN, HPREV = _cache_blocks(cache, sched.n_total, H)
+    h_new = np.empty((batch, H), dtype=dtype)
     for t, rows, n_t, start in sched.steps:
         if n_t:
-            c = cache[start : start + n_t]
-            r, z, n, hp_n, h_prev = (c[:, k * H : (k + 1) * H] for k in range(_CACHE_BLOCKS))
+            step = slice(start, start + n_t)
+            rz, n, hp_n, h_prev, new = RZ[step], N[step], HPN[step], HPREV[step], h_new[:n_t]
             h_prev[...] = h[rows]
-            hp = h_prev @ W_t
-            hp += b_hh  # (n_t, 3H)
-            x_t = x_work[t][rows]
-            np.add(x_t[:, : 2 * H], hp[:, : 2 * H], out=c[:, : 2 * H])
-            _sigmoid(c[:, : 2 * H])  # r and z
-            hp_n[...] = hp[:, 2 * H :]
+            np.matmul(h_prev, W_rz, out=rz)
+            rz += x_rz[t][rows]
+            _sigmoid(rz)  # r, z
+            r, z = rz[:, :H], rz[:, H:]
+            np.matmul(h_prev, W_n, out=hp_n)
+            hp_n += b_n
             np.multiply(r, hp_n, out=n)
-            n += x_t[:, 2 * H :]
+            n += x_n[t][rows]
             np.tanh(n, out=n)
-            h[rows] = (1 - z) * n + z * h_prev
+            np.subtract(h_prev, n, out=new)  # h' = (1 - z) n + z h = n + z (h - n)
+            new *= z
+            new += n
+            h[rows] = new
         hs_work[t] = h  # rows not running carry their state
     return np.ascontiguousarray(hs_work[:, sched.inverse].transpose(1, 0, 2)), cache
 
@@ -138,37 +157,56 @@ def gru_backward(xp: np.ndarray, mask: np.ndarray, W_hh: np.ndarray, b_hh: np.nd
     ``(B, L, H)`` of the states, by backpropagation through time over the real tokens only."""
     H = _check_shapes(xp, mask, W_hh, b_hh)
     sched = _Schedule(mask, go_backwards)
-    if cache.shape != (sched.n_total, _CACHE_BLOCKS * H) or g_hs.shape != (*xp.shape[:2], H):
-        raise ValueError(f"GRU gradient: cache {cache.shape} must be ({sched.n_total}, {_CACHE_BLOCKS * H}) and the "
+    if cache.shape != (_CACHE_BLOCKS * H * sched.n_total,) or g_hs.shape != (*xp.shape[:2], H):
+        raise ValueError(f"GRU gradient: cache {cache.shape} must be ({_CACHE_BLOCKS * H * sched.n_total},) and the "
                          f"state gradient {g_hs.shape} {(*xp.shape[:2], H)}: pass the forward op's outputs")
     batch, seq_len, _ = xp.shape
     dtype = xp.dtype
+    RZ, N, HPN, HPREV = _cache_blocks(cache, sched.n_total, H)
+    W_rz, W_n = np.ascontiguousarray(W_hh[: 2 * H]), np.ascontiguousarray(W_hh[2 * H :])  # (2H, H), (H, H)
     g_work = np.ascontiguousarray(g_hs.transpose(1, 0, 2)[:, sched.perm])  # (L, B, H)
     dx_work = np.zeros((seq_len, batch, 3 * H), dtype=dtype)  # padded positions get no gradient
-    d_hp = np.empty((sched.n_total, 3 * H), dtype=dtype)  # packed gradients of W_hh h + b_hh
+    D_RZ = np.empty((sched.n_total, 2 * H), dtype=dtype)  # packed gradients of W_hr h + b_hr, W_hz h + b_hz
+    D_HN = np.empty((sched.n_total, H), dtype=dtype)  # packed gradients of W_hn h + b_hn
     dh = np.zeros((batch, H), dtype=dtype)  # gradient of the state after the current step
+    omz_buf, tmp_buf, dn_buf, dh_buf, d_buf = (np.empty((batch, H), dtype=dtype) for _ in range(5))
     for t, rows, n_t, start in reversed(sched.steps):
         dh += g_work[t]
         if not n_t:
             continue
-        c = cache[start : start + n_t]
-        r, z, n, hp_n, h_prev = (c[:, k * H : (k + 1) * H] for k in range(_CACHE_BLOCKS))
+        step = slice(start, start + n_t)
+        rz, n, hp_n, h_prev, d_rz, d_hn = RZ[step], N[step], HPN[step], HPREV[step], D_RZ[step], D_HN[step]
+        r, z = rz[:, :H], rz[:, H:]
+        omz, tm, dn, dh_prev, d = omz_buf[:n_t], tmp_buf[:n_t], dn_buf[:n_t], dh_buf[:n_t], d_buf[:n_t]
         g = dh[rows]
-        dn = g * (1 - z) * (1 - n * n)  # through tanh
-        dz = g * (h_prev - n) * z * (1 - z)  # through sigmoid
-        dr = dn * hp_n * r * (1 - r)
-        dhp = d_hp[start : start + n_t]
-        dhp[:, :H], dhp[:, H : 2 * H] = dr, dz
-        np.multiply(dn, r, out=dhp[:, 2 * H :])
-        dx_t = np.concatenate([dr, dz, dn], axis=1)
-        if isinstance(rows, slice):
-            dx_work[t, rows] = dx_t
-        else:
-            dx_work[t][rows] = dx_t
-        dh[rows] = g * z + dhp @ W_hh
-    h_prev_all = cache[:, 4 * H :]
-    dW = d_hp.T @ h_prev_all  # (3H, H): one product over every real token
-    db = d_hp.sum(axis=0)
+        np.subtract(1, z, out=omz)
+        np.multiply(g, omz, out=dn)  # through h' = (1 - z) n + z h ...
+        np.multiply(n, n, out=tm)
+        np.subtract(1, tm, out=tm)
+        dn *= tm  # ... and the tanh: the gradient of n's argument
+        np.subtract(h_prev, n, out=d)
+        d *= g
+        d *= z
+        d *= omz
+        d_rz[:, H:] = d  # z's argument, through the sigmoid
+        np.multiply(dn, hp_n, out=d)
+        d *= r
+        np.subtract(1, r, out=tm)
+        d *= tm
+        d_rz[:, :H] = d  # r's argument
+        np.multiply(dn, r, out=d_hn)
+        dx_t = dx_work[t]
+        dx_t[rows, : 2 * H] = d_rz
+        dx_t[rows, 2 * H :] = dn
+        np.matmul(d_rz, W_rz, out=dh_prev)
+        np.matmul(d_hn, W_n, out=d)
+        dh_prev += d
+        np.multiply(g, z, out=tm)
+        dh_prev += tm
+        dh[rows] = dh_prev
+    # the weight gradient as products over every real token at once
+    dW = np.concatenate([D_RZ.T @ HPREV, D_HN.T @ HPREV])  # (3H, H)
+    db = np.concatenate([D_RZ.sum(axis=0), D_HN.sum(axis=0)])
     return np.ascontiguousarray(dx_work[:, sched.inverse].transpose(1, 0, 2)), dW, db
 
 
@@ -214,7 +252,7 @@ class GRULayerOp(Op):
     def make_node(self, xp, mask, W_hh, b_hh):
         inputs = _inputs(xp, mask, W_hh, b_hh)
         dtype = inputs[0].dtype
-        return Apply(self, inputs, [T.tensor3(dtype=dtype), T.matrix(dtype=dtype)])
+        return Apply(self, inputs, [T.tensor3(dtype=dtype), T.vector(dtype=dtype)])
 
     def perform(self, node, inputs, output_storage):
         hs, cache = gru_forward(*inputs, go_backwards=self.go_backwards)
@@ -223,7 +261,7 @@ class GRULayerOp(Op):
     def infer_shape(self, *args):
         node, (xp_shape, mask_shape, w_shape, _) = _infer_shape(args)
         n_tokens = T.cast(T.sum(T.eq(node.inputs[1], 1)), "int64")
-        return [(xp_shape[0], xp_shape[1], w_shape[1]), (n_tokens, _CACHE_BLOCKS * w_shape[1])]
+        return [(xp_shape[0], xp_shape[1], w_shape[1]), (n_tokens * _CACHE_BLOCKS * w_shape[1],)]
 
     def connection_pattern(self, node):
         # rows: inputs; columns: (hs, cache). The cache is internal: no gradient flows through it.
@@ -254,7 +292,7 @@ class GRULayerGradOp(Op):
     def make_node(self, xp, mask, W_hh, b_hh, cache, g_hs):
         inputs = _inputs(xp, mask, W_hh, b_hh)
         dtype = inputs[0].dtype
-        inputs += [_as_float_tensor(cache, 2, "cache", dtype), _as_float_tensor(g_hs, 3, "state gradient", dtype)]
+        inputs += [_as_float_tensor(cache, 1, "cache", dtype), _as_float_tensor(g_hs, 3, "state gradient", dtype)]
         return Apply(self, inputs, [T.tensor3(dtype=dtype), T.matrix(dtype=dtype), T.vector(dtype=dtype)])
 
     def perform(self, node, inputs, output_storage):
