@@ -2,7 +2,10 @@
 
 For every model of the course (the hybrid recommender at content levels (a), (c) and (d), Ask the
 GRU's GRU-MTL, GRU4Rec with cross-entropy and with BPR-max) the benchmark measures two things and
-writes ``benchmarks/results/theano.md`` / ``.json``:
+writes ``benchmarks/results/theano.md`` / ``.json``. The GRU encoders (level (d), Ask the GRU) run
+as the library builds them, with the fused GRU op (``GRUEncoder(recurrence="op")``,
+:mod:`course_lib.theano_models.gru_op`), and once more with ``scan`` (``hybrid-d-scan``,
+``askgru-scan``: the formulation notebook 06 teaches).
 
 * **Step time.** Both tracks are built with the same settings and weights in one process and run
   the library's training step (the function each track's trainer calls) on the same mini-batches;
@@ -40,9 +43,10 @@ import numpy as np
 
 from course_lib.benchmarks.common import TIERS, apply_preset, comma_list, nonnegative_int, positive_int
 
-CASES = ("hybrid-a", "hybrid-c", "hybrid-d", "askgru", "gru4rec-xe", "gru4rec-bprmax")
+CASES = ("hybrid-a", "hybrid-c", "hybrid-d", "hybrid-d-scan", "askgru", "askgru-scan", "gru4rec-xe", "gru4rec-bprmax")
 LABELS = {"hybrid-a": "hybrid (a) TF-IDF x word vectors", "hybrid-c": "hybrid (c) end-to-end paragraph vectors",
-          "hybrid-d": "hybrid (d) GRU encoder", "askgru": "Ask the GRU, GRU-MTL",
+          "hybrid-d": "hybrid (d) GRU encoder", "hybrid-d-scan": "hybrid (d) GRU encoder, scan",
+          "askgru": "Ask the GRU, GRU-MTL", "askgru-scan": "Ask the GRU, GRU-MTL, scan",
           "gru4rec-xe": "GRU4Rec cross-entropy, 100 units, +2048 samples",
           "gru4rec-bprmax": "GRU4Rec BPR-max, 100 units, +2048 samples"}
 
@@ -92,9 +96,10 @@ def _text_data(tier: str, max_len: int, seed: int):
     return cul, proto, vocab, corpus, idf_vector(corpus, vocab)
 
 
-def hybrid_case(level: str, tier: str, dim: int, seed: int, n_batches: int = 8) -> Case:
+def hybrid_case(level: str, tier: str, dim: int, seed: int, n_batches: int = 8, recurrence: str = "op") -> Case:
     """Level (a) (TF-IDF x word vectors, fine-tuned), (c) (paragraph vectors trained with the
-    recommender) or (d) (GRU encoder): weighted MSE on 64 papers x all users, Adagrad, dropout."""
+    recommender) or (d) (GRU encoder, its ``recurrence`` "op" or "scan"): weighted MSE on 64 papers x
+    all users, Adagrad, dropout."""
     import torch
 
     from course_lib.theano_models import askgru as ta
@@ -115,7 +120,7 @@ def hybrid_case(level: str, tier: str, dim: int, seed: int, n_batches: int = 8) 
         enc_t, enc_p = (m.EndToEndParagraphVectors(cul.n_papers, vocab.counts, dim=dim, seed=seed) for m in (te, pe))
     else:
         kw = dict(emb_dim=dim, hidden1=dim, hidden2=dim, dropout=(0.1, 0.3, 0.3), embeddings=wv, seed=seed)
-        enc_t, enc_p = ta.GRUEncoder(len(vocab), **kw), pa.GRUEncoder(len(vocab), **kw)
+        enc_t, enc_p = ta.GRUEncoder(len(vocab), recurrence=recurrence, **kw), pa.GRUEncoder(len(vocab), **kw)
     kw = dict(item_dim=dim, dropout_item=0.2, dropout_content=0.2, seed=seed)
     theano_model = th.HybridRecommender(cul.n_users, cul.n_papers, enc_t, **kw)
     torch_model = ph.HybridRecommender(cul.n_users, cul.n_papers, enc_p, **kw)
@@ -136,14 +141,16 @@ def hybrid_case(level: str, tier: str, dim: int, seed: int, n_batches: int = 8) 
         step["theano"] = th.make_train_step(theano_model, loss="wmse", alpha=50.0, lr=0.05, seed=seed)
 
     torch_step = ph.make_train_step(torch_model, loss="wmse", alpha=50.0, lr=0.05, seed=seed)
-    return Case(LABELS[f"hybrid-{level}"], "64 papers x all users", compile_theano,
+    label = LABELS[f"hybrid-{level}" + ("-scan" if level == "d" and recurrence == "scan" else "")]
+    return Case(label, "64 papers x all users", compile_theano,
                 _timed_cycle(lambda b: step["theano"](*texts_t.batch(b[0]), b[1]), batches),
                 _timed_cycle(lambda b: torch_step(texts_p.batch(b[0]), torch.as_tensor(b[1])), batches),
                 theano_model.state_dict)
 
 
-def askgru_case(tier: str, dim: int, seed: int, n_batches: int = 6) -> Case:
-    """GRU-MTL (Ask the GRU): biGRU -> GRU encoder, weighted squared loss + tag loss, Adam, 64 users."""
+def askgru_case(tier: str, dim: int, seed: int, n_batches: int = 6, recurrence: str = "op") -> Case:
+    """GRU-MTL (Ask the GRU): biGRU -> GRU encoder (``recurrence`` "op" or "scan"), weighted squared
+    loss + tag loss, Adam, 64 users."""
     import scipy.sparse as sp
 
     from course_lib.theano_models import askgru as ta
@@ -154,7 +161,8 @@ def askgru_case(tier: str, dim: int, seed: int, n_batches: int = 6) -> Case:
     cul, proto, vocab, corpus, _ = _text_data(tier, 100, seed)
     kw = dict(emb_dim=dim, hidden1=dim, hidden2=dim, seed=seed)
     torch_model = pa.AskGRU(pa.GRUEncoder(len(vocab), **kw), cul.n_users, cul.n_papers, n_tags=cul.n_tags, seed=seed)
-    theano_model = ta.AskGRU(ta.GRUEncoder(len(vocab), **kw), cul.n_users, cul.n_papers, n_tags=cul.n_tags)
+    theano_model = ta.AskGRU(ta.GRUEncoder(len(vocab), recurrence=recurrence, **kw), cul.n_users, cul.n_papers,
+                             n_tags=cul.n_tags)
     theano_model.load_state_dict(torch_model.state_dict())
     likes = sp.csr_matrix(proto.train, dtype=np.float32)
     likes.sort_indices()
@@ -174,7 +182,8 @@ def askgru_case(tier: str, dim: int, seed: int, n_batches: int = 6) -> Case:
         step["theano"] = ta.make_train_step(theano_model, lambda_mtl=0.5, seed=seed)
 
     torch_step = pa.make_train_step(torch_model, corpus, lambda_mtl=0.5, device="cpu")
-    return Case(LABELS["askgru"], "64 users x (1 pos + 1 neg)", compile_theano,
+    return Case(LABELS["askgru" + ("-scan" if recurrence == "scan" else "")], "64 users x (1 pos + 1 neg)",
+                compile_theano,
                 _timed_cycle(lambda b: step["theano"](*texts.batch(b.paper_idx), b.users, b.target, b.conf, b.tags),
                              batches),
                 _timed_cycle(torch_step, batches), theano_model.state_dict)
@@ -213,10 +222,11 @@ def gru4rec_case(loss: str, tier: str, seed: int, max_events: int | None) -> Cas
 
 
 def make_case(name: str, args) -> Case:
+    recurrence = "scan" if name.endswith("-scan") else "op"
     if name.startswith("hybrid-"):
-        return hybrid_case(name[-1], args.tier, args.dim, args.seed)
-    if name == "askgru":
-        return askgru_case(args.tier, args.dim, args.seed)
+        return hybrid_case(name[len("hybrid-")], args.tier, args.dim, args.seed, recurrence=recurrence)
+    if name.startswith("askgru"):
+        return askgru_case(args.tier, args.dim, args.seed, recurrence=recurrence)
     if name.startswith("gru4rec-"):
         return gru4rec_case(name.split("-", 1)[1], args.tier, args.seed, args.max_events)
     raise ValueError(f"unknown model {name!r}; use one of {', '.join(CASES)}")

@@ -133,9 +133,10 @@ print(json.dumps(out))
 
 
 # one model per kind of graph the speed-ups touch: embedding lookups and the hybrid's updates (a),
-# scan and its gradient (d: Ask the GRU has the same encoder), GRU4Rec's row optimiser and sampled
-# scores (BPR-max: cross-entropy uses the same ops); the others cost minutes of cold compiles more
-MODELS = ("hybrid-a", "hybrid-d", "gru4rec-bprmax")
+# the GRU encoder as the library builds it (d, the fused GRU op) and with scan and its gradient
+# (d-scan: Ask the GRU has the same encoder), GRU4Rec's row optimiser and sampled scores (BPR-max:
+# cross-entropy uses the same ops); the others cost minutes of cold compiles more
+MODELS = ("hybrid-a", "hybrid-d", "hybrid-d-scan", "gru4rec-bprmax")
 
 
 def _trained_weights(speedups: str) -> dict:
