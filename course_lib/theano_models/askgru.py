@@ -91,9 +91,13 @@ def _gru_layer(x, mask, params: Params, prefix: str, suffix: str = "", go_backwa
     W_ih, W_hh = params[f"{prefix}.weight_ih_l0{suffix}"], params[f"{prefix}.weight_hh_l0{suffix}"]
     b_ih, b_hh = params[f"{prefix}.bias_ih_l0{suffix}"], params[f"{prefix}.bias_hh_l0{suffix}"]
     H = W_hh.get_value(borrow=True).shape[1]
-    xp = T.dot(x, W_ih.T) + b_ih  # (batch, seq_len, 3H)
     if recurrence == "op":
+        # the projection as one (batch * seq_len, n_in) matrix product: the gradient of b_ih is then
+        # a column sum of a matrix, an operation the rest of the graph compiles anyway (one C module
+        # less to build from an empty cache than a sum over two axes of a 3-d tensor)
+        xp = (T.dot(x.reshape((-1, x.shape[2])), W_ih.T) + b_ih).reshape((x.shape[0], x.shape[1], 3 * H))
         return gru_layer_op(xp, mask, W_hh, b_hh, go_backwards=go_backwards)  # (batch, seq_len, H)
+    xp = T.dot(x, W_ih.T) + b_ih  # (batch, seq_len, 3H)
     h0 = T.zeros((x.shape[0], H), dtype=x.dtype)  # (batch, H)
     hs = scan(gru_step, sequences=[xp.dimshuffle(1, 0, 2), mask.T], outputs_info=[h0],
               non_sequences=[W_hh, b_hh], go_backwards=go_backwards, name=f"{prefix}{suffix}")
