@@ -307,6 +307,13 @@ theano, T, BACKEND = _load()
 """``theano``: the backend module (``function``, ``shared``, ``grad``, ``config``);
 ``T``: its tensor module; ``BACKEND``: ``"theano"`` or ``"pytensor"``."""
 
+_graph = theano.gof if BACKEND == "theano" else theano.graph
+Op, Apply = _graph.Op, _graph.Apply
+DisconnectedType, grad_not_implemented = theano.gradient.DisconnectedType, theano.gradient.grad_not_implemented
+"""For writing an operation of one's own (an ``Op`` with ``make_node``, ``perform`` and a gradient), the
+same on both backends: the node class ``Apply``, the type of the gradient of an output that does not
+reach the cost (``DisconnectedType``) and ``grad_not_implemented``."""
+
 
 def floatX() -> str:
     return theano.config.floatX
