@@ -36,7 +36,9 @@ model code reads like the Theano of the original sheet: :func:`sigmoid`, :func:`
 the last axis), :func:`elu`, :func:`scan` (returns outputs only), :class:`RandomStream` (uniform
 draws whose state updates go into the update list), :func:`dropout`, :func:`adagrad` and
 :func:`adam` (update lists that match ``torch.optim``), :func:`function` (``theano.function`` with
-the course defaults) and :class:`Params` (shared variables named like a PyTorch ``state_dict``).
+the course defaults) and :class:`Params` (shared variables named like a PyTorch ``state_dict``);
+``Op``, ``Apply``, ``DisconnectedType`` and ``grad_not_implemented`` for an operation of one's own
+(GRU4Rec's losses with a hand-written gradient).
 
 Known problems of the backends are worked around here, each where it is needed and explained
 there: PyTensor 3.0.x's misfiring broadcast check for single-row updates

@@ -21,6 +21,12 @@ Data preparation, session-parallel batches, negative samples and argument checks
 negatives; the fitted model follows the session scorer protocol (``item_ids``, ``reset``,
 ``reset_slots``, ``score_next``).
 
+The training step differentiates the library's cross-entropy and BPR-max through two operations
+with a hand-written gradient (``_CrossEntropyOp``, ``_BPRMaxOp``: loss and gradient in numpy, whose
+exp and log are vectorised), as the PyTorch track writes those two gradients by hand; the symbolic
+losses below are the definition, what the tests compare the operations with, and what a subclass
+that overrides ``loss_function`` (and every other loss) is trained with, through ``theano.grad``.
+
 The same parts, names and order as the PyTorch module: the losses; :class:`GRU4Rec` (the
 hyperparameters as explicit attributes, the weights ``W`` as shared variables, the symbolic GRU
 step, the scorer protocol, ``save``/``load``); :class:`RowOptimizer`, which writes the optimiser
