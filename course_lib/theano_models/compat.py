@@ -36,9 +36,10 @@ model code reads like the Theano of the original sheet: :func:`sigmoid`, :func:`
 the last axis), :func:`elu`, :func:`scan` (returns outputs only), :class:`RandomStream` (uniform
 draws whose state updates go into the update list), :func:`dropout`, :func:`adagrad` and
 :func:`adam` (update lists that match ``torch.optim``), :func:`function` (``theano.function`` with
-the course defaults) and :class:`Params` (shared variables named like a PyTorch ``state_dict``).
-``Op``, ``Apply`` and ``DisconnectedType`` are the backend's classes for writing a new operation
-(:mod:`course_lib.theano_models.gru_op`), imported from where each backend keeps them.
+the course defaults) and :class:`Params` (shared variables named like a PyTorch ``state_dict``);
+``Op``, ``Apply``, ``DisconnectedType`` and ``grad_not_implemented`` for an operation of one's own
+(GRU4Rec's losses with a hand-written gradient, the fused GRU of
+:mod:`course_lib.theano_models.gru_op`).
 
 Known problems of the backends are worked around here, each where it is needed and explained
 there: PyTensor 3.0.x's misfiring broadcast check for single-row updates
@@ -309,18 +310,12 @@ theano, T, BACKEND = _load()
 """``theano``: the backend module (``function``, ``shared``, ``grad``, ``config``);
 ``T``: its tensor module; ``BACKEND``: ``"theano"`` or ``"pytensor"``."""
 
-if BACKEND == "theano":
-    import theano.gof as _graph  # noqa: E402  (Theano 1.0 keeps Op and Apply in theano.gof)
-
-    Op, Apply = _graph.Op, _graph.Apply
-else:
-    import pytensor.graph.basic as _graph_basic  # noqa: E402
-    import pytensor.graph.op as _graph_op  # noqa: E402
-
-    Op, Apply = _graph_op.Op, _graph_basic.Apply
-DisconnectedType = theano.gradient.DisconnectedType
-"""``Op``, ``Apply``, ``DisconnectedType``: what a new operation of the graph is written with
-(:mod:`course_lib.theano_models.gru_op`), from wherever the backend keeps them."""
+_graph = theano.gof if BACKEND == "theano" else theano.graph
+Op, Apply = _graph.Op, _graph.Apply
+DisconnectedType, grad_not_implemented = theano.gradient.DisconnectedType, theano.gradient.grad_not_implemented
+"""For writing an operation of one's own (an ``Op`` with ``make_node``, ``perform`` and a gradient), the
+same on both backends: the node class ``Apply``, the type of the gradient of an output that does not
+reach the cost (``DisconnectedType``) and ``grad_not_implemented``."""
 
 
 def floatX() -> str:
