@@ -191,6 +191,9 @@ class GRUEncoder:
 
     def check(self, ids, mask, paper_idx) -> None:
         _check_word_ids(ids, self.config["n_words"])
+        if self.recurrence == "op" and not np.isin(np.asarray(mask), (0, 1)).all():
+            raise ValueError("the mask must hold only 0 (padding) and 1 (a word) for GRUEncoder(recurrence='op'); "
+                             "build batches with PaperTexts.batch, or use recurrence='scan' for weighted masks")
 
     def __call__(self, ids, mask, paper_idx, train=False, stream=None):
         p, d, rec = self.params, self.dropout, self.recurrence

@@ -18,8 +18,12 @@ Why it is faster than ``scan`` on a CPU:
 * **One operation per step instead of a loop of graph nodes**, and no ``scan`` gradient to build:
   the compile of a GRU model skips the rewriting of three scan gradients (seconds) and the C
   modules of their inner functions.
-* **The weight gradient as one matrix product.** The backward pass stores the gate gradients of
-  every step (packed, real tokens only) and forms ``dW_hh`` with one product at the end.
+* **The weight gradient after the loop.** The backward pass stores the gate gradients of every
+  step (packed, real tokens only) and forms ``dW_hh`` with two products over all tokens at the end
+  (``[r, z]`` rows and ``n`` rows), instead of accumulating one small product per step.
+* **Contiguous rows.** Everything a step touches (its slice of the packed cache, of the inputs, of
+  the state) is a contiguous block; numpy's loops are several times slower on column blocks of a
+  wider array.
 
 Semantics (those of ``_gru_layer`` with ``scan``, i.e. ``torch.nn.GRU`` on a packed sequence):
 gates stacked ``[r, z, n]``; ``n = tanh(x_n + r * (W_hn h + b_hn))``; the state is carried unchanged
@@ -30,7 +34,9 @@ produces) take the sorted fast path; any other 0/1 mask is also computed exactly
 rows of each step picked by index (slower).
 
 The op has no C code: nothing is compiled by gcc for it. ``float32`` and ``float64`` are computed
-in their own dtype. Results are deterministic (same inputs, same bits). The gradient op has no
+in their own dtype; the sums are formed in a different order than in ``scan`` (``b_hr``, ``b_hz``
+join the input part first; ``h' = n + z (h - n)``), so float32 results differ from the ``scan``
+form in the last bits (float64: ~1e-16). Results are deterministic (same inputs, same bits). The gradient op has no
 gradient itself (no second derivatives through the recurrence). The op's second output (a packed
 cache of the gates for the backward pass) is internal: gradients do not flow through it.
 """
@@ -42,7 +48,7 @@ from course_lib.theano_models.compat import Apply, DisconnectedType, Op, T
 
 __all__ = ["GRULayerGradOp", "GRULayerOp", "gru_layer_op"]
 
-_CACHE_BLOCKS = 5  # r, z, n, W_hn h + b_hn, h_prev: each (n_t, H) per step
+_CACHE_BLOCKS = 5  # H numbers per real token each for r, z, n, W_hn h + b_hn and h_prev
 
 
 class _Schedule:

@@ -189,3 +189,12 @@ def test_gru_encoder_same_with_op_and_scan():
 def test_gru_encoder_rejects_an_unknown_recurrence():
     with pytest.raises(ValueError, match="recurrence must be one of 'op', 'scan'"):
         ta.GRUEncoder(20, emb_dim=5, hidden1=4, hidden2=3, recurrence="cudnn")
+
+
+def test_gru_encoder_check_refuses_a_weighted_mask_for_the_op():
+    enc = ta.GRUEncoder(20, emb_dim=5, hidden1=4, hidden2=3, recurrence="op")
+    ids, mask = np.ones((2, 3), dtype=np.int64), np.array([[1.0, 1.0, 0.0], [1.0, 0.5, 0.0]])
+    with pytest.raises(ValueError, match="only 0 .padding. and 1 .a word. for GRUEncoder.recurrence='op'"):
+        enc.check(ids, mask, np.arange(2))
+    enc.check(ids, (mask > 0).astype(float), np.arange(2))
+    ta.GRUEncoder(20, emb_dim=5, hidden1=4, hidden2=3, recurrence="scan").check(ids, mask, np.arange(2))
