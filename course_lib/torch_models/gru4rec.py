@@ -692,16 +692,20 @@ def train_step(model: GRU4Rec, batch: Batch, hidden: list[torch.Tensor], optimiz
         x_rows = x_rows.requires_grad_()
         out, new_hidden = model.hidden_layers(model.input_gates(x_rows, True), hidden, True)
     out1 = torch.cat([out.detach(), out.new_ones(B, 1)], 1)  # (B, h_last + 1): the 1 multiplies the bias
-    if sample is None and table != "Wy" and _grouped_loss(model):
-        # each distinct target scored once: `rows` are the rows of uniq_o, in that order
+    grouped = sample is None and table != "Wy" and _grouped_loss(model)
+    if grouped and model.final_act == "linear":  # the whole output layer in one function, no (B, C) gradient
+        loss, g_wy, d_out = _cross_entropy_output_linear(out1, Wy.index_select(0, uniq_o), inv_o, batch.log_q,
+                                                         model.logq, batch.weight)
+    elif grouped:  # each distinct target scored once: `rows` are the rows of uniq_o, in that order
         rows = Wy.index_select(0, uniq_o)  # (U, h_last + 1)
         loss, d_scores = _grouped_loss_and_grad(model, out1 @ rows.T, inv_o, batch.log_q, batch.weight)
         g_wy = d_scores.T @ out1  # (U, h_last + 1): already one row per distinct item
+        d_out = d_scores @ rows[:, :-1]  # (B, h_last)
     else:
         rows = Wy.index_select(0, cols)  # (C, h_last + 1)
         loss, d_scores = _loss_and_grad(model, out1 @ rows.T, batch.log_q, batch.weight)  # (B, C)
         g_wy = out1.new_zeros(len(uniq_o), out1.shape[1]).index_add_(0, inv_o[:C], d_scores.T @ out1)
-    d_out = d_scores @ rows[:, :-1]  # (B, h_last)
+        d_out = d_scores @ rows[:, :-1]  # (B, h_last)
     if by_hand:
         with torch.no_grad():
             g_rows, named = _gru_backward(model, saved, d_out)
@@ -836,6 +840,50 @@ def _cross_entropy_grad_grouped(scores: torch.Tensor, inv: torch.Tensor, log_q: 
     p.mul_(z.reciprocal_().mul_(weight / b))
     p.scatter_add_(1, inv.unsqueeze(1), p.new_full((b, 1), -weight / b))
     return loss, p
+
+
+@torch.no_grad()
+def _cross_entropy_output_linear(out1: torch.Tensor, rows: torch.Tensor, inv: torch.Tensor,
+                                 log_q: torch.Tensor | None, logq: float,
+                                 weight: float) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """The output layer of a cross-entropy step without extra samples and with a linear final
+    activation, from the distinct target rows: ``(loss, g_rows, d_out)``.
+
+    ``out1`` (B, h + 1) the outputs with a column of ones, ``rows`` (U, h + 1) the rows of ``Wy`` of
+    the distinct targets, ``inv`` (B,) each row's target among them, ``log_q`` (B,) per column. With
+    ``e_iu = exp(r_iu - m_i)``, ``n_u`` the count of item u among the targets, ``z_i = sum_u n_u
+    e_iu`` and ``k_i = weight / (B z_i)``, the gradient of :func:`_cross_entropy_grad_grouped` is
+    ``d_iu = k_i n_u e_iu - weight / B [u == inv_i]``, so ``d.T @ out1 = n * (e.T @ (k * out1))``
+    minus ``weight / B`` times ``out1`` added onto the targets' rows, and ``d @ rows_h = k * (e @ (n
+    * rows_h))`` minus ``weight / B`` times each row's target row: the (B, U) matrix is only built
+    and exponentiated, never scaled. Where the loss is not finite (scores of inf or NaN), the
+    general path takes over."""
+    b, u = out1.shape[0], rows.shape[0]
+    s = out1 @ rows.T  # (B, U)
+    if logq and log_q is not None:
+        s.sub_(log_q.new_empty(u).index_copy_(0, inv, log_q).mul_(logq))
+    counts = torch.bincount(inv, minlength=u).to(s.dtype)  # n_u
+    target = s.gather(1, inv.unsqueeze(1)).squeeze(1)  # (B,)
+    m = s.amax(1, keepdim=True)
+    e = s.sub_(m).exp_()  # in place: the scores are not needed again
+    z = e @ counts  # (B,)
+    loss = (z.log() + m.squeeze(1) - target).mean()
+    if not torch.isfinite(loss):
+        return _cross_entropy_output_general(out1, rows, inv, log_q, logq, weight)
+    c = weight / b
+    k = z.reciprocal_().mul_(c).unsqueeze(1)  # (B, 1)
+    g_rows = (e.T @ (out1 * k)).mul_(counts.unsqueeze(1)).index_add_(0, inv, out1, alpha=-c)
+    rows_h = rows[:, :-1]
+    d_out = (e @ (rows_h * counts.unsqueeze(1))).mul_(k).sub_(rows_h.index_select(0, inv), alpha=c)
+    return loss.item(), g_rows, d_out
+
+
+def _cross_entropy_output_general(out1, rows, inv, log_q, logq, weight):
+    """:func:`_cross_entropy_output_linear` by way of the full (B, B) score matrix and
+    :func:`cross_entropy_loss` under autograd (only where the scores are not finite)."""
+    model = GRU4Rec(loss="cross-entropy", final_act="linear", logq=logq, device=out1.device)
+    loss, grad = _grouped_loss_and_grad(model, out1 @ rows.T, inv, log_q, weight)
+    return loss, grad.T @ out1, grad @ rows[:, :-1]
 
 
 def _grouped_loss_and_grad(model: GRU4Rec, scores: torch.Tensor, inv: torch.Tensor, log_q: torch.Tensor | None,

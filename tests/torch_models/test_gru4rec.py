@@ -521,3 +521,30 @@ def test_train_step_by_hand_gives_the_autograd_step_numbers(planted, kw):
     assert hand.history[0]["loss"] == pytest.approx(ref.history[0]["loss"], rel=1e-5)
     for name in hand.W:
         assert torch.allclose(hand.W[name], ref.W[name], rtol=1e-4, atol=1e-5), name
+
+
+@pytest.mark.parametrize("logq", [0.0, 0.7])
+@pytest.mark.parametrize("scale", [1.0, 300.0, float("inf")])
+def test_linear_cross_entropy_output_layer_equals_autograd(logq, scale):
+    # the whole output layer of a cross-entropy step without samples (linear final activation):
+    # loss, gradient of the distinct target rows of Wy and of the outputs, against autograd through
+    # the full (B, B) score matrix; an infinite score goes through the general path (loss inf, NaN grads)
+    gen = torch.Generator().manual_seed(6)
+    y = torch.tensor([3, 1, 3, 0, 1, 3, 2])
+    uniq, inv = torch.unique(y, return_inverse=True)
+    out = torch.randn(7, 5, generator=gen, dtype=torch.float64)
+    out1 = torch.cat([out, torch.ones(7, 1, dtype=torch.float64)], 1)
+    rows = torch.randn(len(uniq), 6, generator=gen, dtype=torch.float64) * (1.0 if np.isinf(scale) else scale)
+    if np.isinf(scale):
+        rows[1, 0] = scale
+    log_q = torch.log(torch.rand(4, generator=gen, dtype=torch.float64) + 0.01)[y]
+    loss, g_rows, d_out = g._cross_entropy_output_linear(out1, rows, inv, log_q, logq, 0.6)
+    o, r = out1.clone().requires_grad_(), rows.clone().requires_grad_()
+    ref = g.cross_entropy_loss(o @ r[inv].T, log_q, logq)
+    ref_o, ref_r = torch.autograd.grad(ref * 0.6, [o, r])
+    if np.isinf(scale):
+        assert not np.isfinite(loss) and not np.isfinite(ref.item())
+        return
+    assert loss == pytest.approx(ref.item(), rel=1e-10)
+    assert torch.allclose(g_rows, ref_r, rtol=1e-9, atol=1e-12)
+    assert torch.allclose(d_out, ref_o[:, :-1], rtol=1e-9, atol=1e-12)
