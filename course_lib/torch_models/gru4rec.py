@@ -34,6 +34,7 @@ how to plug in your own).
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable
 
@@ -794,14 +795,15 @@ def _gru_backward(model: GRU4Rec, saved, d_out: torch.Tensor) -> tuple[torch.Ten
         n = h.shape[1]
         if keep is not None:
             d = d * keep / (1 - model.dropout_p_hidden)
-        dgi = d.new_empty(d.shape[0], 3 * n)  # [d gi_r, d gi_z, d gi_c]
-        dc = aten.tanh_backward(d * rz[:, n:], cand)
-        dgi[:, 2 * n :] = dc
-        torch.mm(dc, W[f"Wh{k}"].detach().T, out=dgi[:, :n]).mul_(h)  # d r
-        torch.mul(d, cand - h, out=dgi[:, n : 2 * n])  # d z
-        dgi[:, : 2 * n] = aten.sigmoid_backward(dgi[:, : 2 * n], rz)
+        # every piece written straight into its columns of dgi = [d gi_r, d gi_z, d gi_c] (B, 3h)
+        dgi = d.new_empty(d.shape[0], 3 * n)
+        drz, dc = dgi[:, : 2 * n], dgi[:, 2 * n :]
+        aten.tanh_backward.grad_input(d * rz[:, n:], cand, grad_input=dc)
+        torch.mul(dc @ W[f"Wh{k}"].detach().T, h, out=drz[:, :n])  # d r, before the sigmoid
+        torch.mul(d, cand - h, out=drz[:, n:])  # d z, before the sigmoid
+        aten.sigmoid_backward.grad_input(drz, rz, grad_input=drz)
         grads[f"Wh{k}"] = rh.T @ dc
-        grads[f"Wrz{k}"] = h.T @ dgi[:, : 2 * n]
+        grads[f"Wrz{k}"] = h.T @ drz
         grads[f"b{k}"] = dgi.sum(0)
         if k > 0:
             grads[f"Wx{k}"] = inp.T @ dgi
@@ -871,15 +873,15 @@ def _cross_entropy_output_linear(out1: torch.Tensor, rows: torch.Tensor, inv: to
     m = s.amax(1, keepdim=True)
     e = s.sub_(m).exp_()  # in place: the scores are not needed again
     z = e @ counts  # (B,)
-    loss = (z.log() + m.squeeze(1) - target).mean()
-    if not torch.isfinite(loss):
+    loss = float((z.log() + m.squeeze(1) - target).mean())
+    if not math.isfinite(loss):
         return _cross_entropy_output_general(out1, rows, inv, log_q, logq, weight)
     c = weight / b
     k = z.reciprocal_().mul_(c).unsqueeze(1)  # (B, 1)
     g_rows = (e.T @ (out1 * k)).mul_(counts.unsqueeze(1)).index_add_(0, inv, out1, alpha=-c)
     rows_h = rows[:, :-1]
     d_out = (e @ (rows_h * counts.unsqueeze(1))).mul_(k).sub_(rows_h.index_select(0, inv), alpha=c)
-    return loss.item(), g_rows, d_out
+    return loss, g_rows, d_out
 
 
 def _cross_entropy_output_general(out1, rows, inv, log_q, logq, weight):
