@@ -663,8 +663,9 @@ def train_step(model: GRU4Rec, batch: Batch, hidden: list[torch.Tensor], optimiz
       for cross-entropy and BPR-max, autograd on the scores alone for the others), then
       ``d rows = d_scores.T @ [out, 1]`` and ``d out = d_scores @ rows``. Cross-entropy without
       extra samples scores each distinct target item once (a mini-batch of 500 has about 350) and
-      weights its softmax term by how often it is a target (:func:`_cross_entropy_grad_grouped`):
-      the same loss and gradient with about a third less work;
+      weights its softmax term by how often it is a target (:func:`_cross_entropy_grad_grouped`;
+      with a linear output :func:`_cross_entropy_output_linear`, which never forms the gradient
+      matrix): the same loss and gradients with about a third less work;
     * the GRU layers are differentiated by hand too (:func:`_gru_forward` and
       :func:`_gru_backward`, checked against autograd in the tests) unless a subclass or the
       instance replaces ``gru_cell``, ``input_gates``, ``hidden_layers`` or ``_dropout``, or
