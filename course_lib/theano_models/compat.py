@@ -36,7 +36,9 @@ model code reads like the Theano of the original sheet: :func:`sigmoid`, :func:`
 the last axis), :func:`elu`, :func:`scan` (returns outputs only), :class:`RandomStream` (uniform
 draws whose state updates go into the update list), :func:`dropout`, :func:`adagrad` and
 :func:`adam` (update lists that match ``torch.optim``), :func:`function` (``theano.function`` with
-the course defaults) and :class:`Params` (shared variables named like a PyTorch ``state_dict``).
+the course defaults) and :class:`Params` (shared variables named like a PyTorch ``state_dict``);
+``Op``, ``Apply``, ``DisconnectedType`` and ``grad_not_implemented`` for an operation of one's own
+(GRU4Rec's losses with a hand-written gradient).
 
 Known problems of the backends are worked around here, each where it is needed and explained
 there: PyTensor 3.0.x's misfiring broadcast check for single-row updates
@@ -306,6 +308,13 @@ def _load():
 theano, T, BACKEND = _load()
 """``theano``: the backend module (``function``, ``shared``, ``grad``, ``config``);
 ``T``: its tensor module; ``BACKEND``: ``"theano"`` or ``"pytensor"``."""
+
+_graph = theano.gof if BACKEND == "theano" else theano.graph
+Op, Apply = _graph.Op, _graph.Apply
+DisconnectedType, grad_not_implemented = theano.gradient.DisconnectedType, theano.gradient.grad_not_implemented
+"""For writing an operation of one's own (an ``Op`` with ``make_node``, ``perform`` and a gradient), the
+same on both backends: the node class ``Apply``, the type of the gradient of an output that does not
+reach the cost (``DisconnectedType``) and ``grad_not_implemented``."""
 
 
 def floatX() -> str:

@@ -21,6 +21,12 @@ Data preparation, session-parallel batches, negative samples and argument checks
 negatives; the fitted model follows the session scorer protocol (``item_ids``, ``reset``,
 ``reset_slots``, ``score_next``).
 
+The training step differentiates the library's cross-entropy and BPR-max through two operations
+with a hand-written gradient (``_CrossEntropyOp``, ``_BPRMaxOp``: loss and gradient in numpy, whose
+exp and log are vectorised), as the PyTorch track writes those two gradients by hand; the symbolic
+losses below are the definition, what the tests compare the operations with, and what a subclass
+that overrides ``loss_function`` (and every other loss) is trained with, through ``theano.grad``.
+
 The same parts, names and order as the PyTorch module: the losses; :class:`GRU4Rec` (the
 hyperparameters as explicit attributes, the weights ``W`` as shared variables, the symbolic GRU
 step, the scorer protocol, ``save``/``load``); :class:`RowOptimizer`, which writes the optimiser
@@ -42,7 +48,8 @@ from course_lib.sessions import (
     parse_final_act, prepare_sessions, session_parallel_batches, start_training,
 )
 from course_lib.theano_models.compat import (
-    Params, RandomStream, T, dropout, elu, floatX, function, log_sigmoid, log_softmax, sigmoid, theano,
+    Apply, DisconnectedType, Op, Params, RandomStream, T, dropout, elu, floatX, function, grad_not_implemented,
+    log_sigmoid, log_softmax, sigmoid, theano,
 )
 from course_lib.validation import check_finite
 
@@ -112,6 +119,141 @@ def top1_max_loss(scores):
     target, neg = _split(scores)
     s = T.exp(_neg_log_softmax(scores, neg))
     return (s * (sigmoid(scores - target) + sigmoid(scores**2))).sum(axis=1).mean()
+
+
+# The two losses the authors' code trains with, as operations with a hand-written gradient (the Theano
+# form of the PyTorch track's ``_cross_entropy_grad`` / ``_bpr_max_grad``). The symbolic losses above
+# evaluate their exponentials and logarithms in PyTensor's C loops one element at a time, about ten
+# per score for BPR-max and its autograd gradient; these compute the loss and its gradient together in
+# numpy, whose exp and log are vectorised, with two exponentials per score. The training step uses them
+# for the library's own ``loss_function`` (:func:`_training_loss`); the tests check them against the
+# symbolic losses, their autograd gradients and finite differences.
+def _cross_entropy_np(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean cross-entropy of the (B, C) scores ``x`` (targets on the diagonal) and its gradient
+    ``(softmax(x)_ij - [i == j]) / B``, in the dtype of ``x``."""
+    b = x.shape[0]
+    rows = np.arange(b)
+    m = x.max(axis=1, keepdims=True)  # (B, 1)
+    p = np.exp(x - m)  # (B, C) unnormalised softmax
+    z = p.sum(axis=1, keepdims=True)
+    loss = np.mean(np.log(z[:, 0]) + m[:, 0] - x[rows, rows])
+    p *= (1 / (z * b)).astype(x.dtype)
+    p[rows, rows] -= x.dtype.type(1 / b)
+    return np.asarray(loss, dtype=x.dtype), p
+
+
+def _bpr_max_np(x: np.ndarray, bpreg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean BPR-max loss of the (B, C) scores ``x`` (:func:`bpr_max_loss`) and its gradient, in the dtype
+    of ``x``. With ``s`` the softmax over the negatives, ``sigma_ij = sigmoid(r_ii - r_ij)``,
+    ``A_i = sum_j s_ij sigma_ij``, ``w_ij = s_ij sigma_ij / A_i`` and ``E_i = sum_j s_ij r_ij^2``:
+    ``L_i = -log A_i + bpreg E_i``, ``dL_i/dr_ij = s_ij (1 + bpreg (r_ij^2 + 2 r_ij - E_i)) - w_ij sigma_ij``
+    for a negative ``j`` and ``dL_i/dr_ii = -sum_j w_ij (1 - sigma_ij)``. A row whose ``A_i`` is too
+    small for its floating-point type (every sigmoid underflows) gets ``log A_i`` and ``w`` as a
+    log-sum-exp instead, so the loss stays finite there as in :func:`bpr_max_loss`."""
+    b, c = x.shape
+    if c < 2:  # no negatives: nothing to rank against
+        return np.zeros((), dtype=x.dtype), np.zeros_like(x)
+    # in-place numpy passes over (B, C) buffers: at these sizes a fresh array costs as much as the arithmetic
+    dt, rows, info = x.dtype.type, np.arange(b), np.finfo(x.dtype)
+    target = x[rows, rows][:, None]  # (B, 1)
+    s = x.copy()
+    s[rows, rows] = -np.inf  # the target is not a negative
+    m = s.max(axis=1, keepdims=True)
+    np.exp(np.subtract(s, m, out=s), out=s)  # (B, C) unnormalised softmax, 0 on the target
+    z = s.sum(axis=1, keepdims=True)  # >= 1: the largest negative contributes exp(0)
+    s *= 1 / z
+    # sigma = 1 / (1 + e) with e = exp(r_ij - r_ii), capped so that e and 1 + e stay finite (sigma then
+    # differs from the exact value by less than 1e-37); 1 - sigma = e * sigma, without cancellation
+    e = np.subtract(x, target)
+    np.exp(np.minimum(e, dt(np.log(info.max) - 1), out=e), out=e)
+    sig = np.add(e, 1)
+    np.reciprocal(sig, out=sig)
+    one_minus = np.multiply(e, sig, out=e)
+    w = s * sig
+    a = w.sum(axis=1)  # (B,)
+    g = x * x  # r^2, then the gradient
+    e_reg = np.einsum("ij,ij->i", s, g)  # (B,)
+    cb = dt(1 / b)  # the gradient is of the mean over rows
+    small = a < info.tiny / info.eps
+    log_a = np.log(np.where(small, 1, a))
+    w *= (cb / np.where(small, 1, a))[:, None]  # cb * w
+    if small.any():  # log w = log s + log sigma - log A, as a log-sum-exp
+        xs, ts = x[small], target[small]
+        log_s = xs - m[small] - np.log(z[small])
+        log_s[np.arange(len(xs)), rows[small]] = -np.inf
+        dd = xs - ts
+        lz = log_s - (np.maximum(dd, 0) + np.log1p(np.exp(-np.abs(dd))))  # log s + log sigmoid(r_ii - r_ij)
+        lzm = lz.max(axis=1, keepdims=True)
+        log_a[small] = lzm[:, 0] + np.log(np.exp(lz - lzm).sum(axis=1))
+        w[small] = cb * np.exp(lz - log_a[small][:, None])
+    loss = np.mean(dt(bpreg) * e_reg - log_a)
+    diag = np.einsum("ij,ij->i", w, one_minus)  # cb sum_j w_ij (1 - sigma_ij)
+    g += x
+    g += x
+    g -= e_reg[:, None]
+    g *= dt(bpreg) * cb
+    g += cb
+    g *= s
+    w *= sig
+    g -= w
+    g[rows, rows] = -diag
+    return np.asarray(loss, dtype=x.dtype), g
+
+
+class _OutputLoss(Op):
+    """``loss, grad = op(scores)``: a training loss of the (B, C) scores and its gradient, computed in
+    numpy by :meth:`loss_and_grad`; ``theano.grad`` of ``loss`` is ``grad`` times the incoming gradient
+    (the second output is there for that; differentiating it is not implemented)."""
+
+    __props__: tuple = ()
+
+    def make_node(self, scores):
+        scores = T.as_tensor_variable(scores)
+        if scores.ndim != 2 or scores.dtype not in ("float32", "float64"):
+            raise ValueError(f"{type(self).__name__[1:]} needs a float32 or float64 matrix of scores (B, B + S), "
+                             f"got {scores.ndim} dimensions of {scores.dtype}")
+        return Apply(self, [scores], [T.scalar(dtype=scores.dtype), scores.type()])
+
+    def loss_and_grad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def perform(self, node, inputs, output_storage, params=None):
+        (x,) = inputs
+        if x.shape[1] < x.shape[0]:
+            raise ValueError(f"scores of shape {x.shape}: need at least as many columns (targets + samples) as rows")
+        with np.errstate(over="ignore", under="ignore"):  # exp overflows only where a sigmoid is 0
+            loss, grad = self.loss_and_grad(x)
+        output_storage[0][0], output_storage[1][0] = loss, grad
+
+    def infer_shape(self, *args):  # (fgraph, node, shapes) in PyTensor, (node, shapes) in Theano
+        return [(), args[-1][0]]
+
+    def pullback(self, inputs, outputs, cotangents):
+        g_loss, g_grad = cotangents
+        if isinstance(g_loss.type, DisconnectedType) or not isinstance(g_grad.type, DisconnectedType):
+            return [grad_not_implemented(self, 0, inputs[0], "the gradient output of a loss is not differentiable")]
+        return [g_loss * outputs[1]]
+
+    L_op = pullback  # the name Theano 1.0 calls (PyTensor 3 calls pullback)
+
+
+class _CrossEntropyOp(_OutputLoss):
+    """Cross-entropy over each row, targets on the diagonal (:func:`cross_entropy_loss` without logq)."""
+
+    def loss_and_grad(self, x):
+        return _cross_entropy_np(x)
+
+
+class _BPRMaxOp(_OutputLoss):
+    """BPR-max with regularisation ``bpreg`` (:func:`bpr_max_loss`)."""
+
+    __props__ = ("bpreg",)
+
+    def __init__(self, bpreg: float):
+        self.bpreg = float(bpreg)
+
+    def loss_and_grad(self, x):
+        return _bpr_max_np(x, self.bpreg)
 
 
 def final_activation(name: str) -> Callable:
@@ -435,7 +577,7 @@ def _compile_train_step(model: GRU4Rec, optimizer: RowOptimizer):
     out, h_new = model.hidden_layers(model.input_gates(x_rows, True, stream), H, True, stream)  # (B, h_last)
     out = T.concatenate([out, T.ones((out.shape[0], 1), dtype=dt)], axis=1)  # the 1 multiplies the bias
     scores = model._act(T.dot(out, leaves["Wy"][inv_o[:n_cols]].T))  # (B, C)
-    loss = model.loss_function(scores, log_q)
+    loss = _training_loss(model, scores, log_q)
     dense = [n for n in W.shared if n not in model.row_weights]
     # a shrunken tail batch weighs in proportion to its size, as in the authors' code
     weight = T.cast(out.shape[0], dt) / np.asarray(model.batch_size, dtype=dt)
@@ -443,6 +585,21 @@ def _compile_train_step(model: GRU4Rec, optimizer: RowOptimizer):
     updates = optimizer.updates(leaves, rows, dense, grads)
     return function([uniq_o, inv_o, uniq_i, inv_i, n_cols, log_q, *H], [loss, *h_new],
                     updates=updates + stream.pop_updates(), name="gru4rec_step")
+
+
+def _training_loss(model: GRU4Rec, scores, log_q):
+    """The loss the step differentiates: for the library's own cross-entropy and BPR-max (a model whose
+    ``loss_function`` is :meth:`GRU4Rec.loss_function`) the operations with a hand-written gradient,
+    :class:`_CrossEntropyOp` (after the logq shift, which stays symbolic) and :class:`_BPRMaxOp`; else
+    ``model.loss_function`` (a subclass's own loss, the other losses), differentiated by ``theano.grad``."""
+    if type(model).loss_function is GRU4Rec.loss_function:
+        if model.loss == "cross-entropy":
+            if model.logq and log_q is not None:
+                scores = scores - np.asarray(model.logq, dtype=scores.dtype) * log_q[None, :]
+            return _CrossEntropyOp()(scores)[0]
+        if model.loss == "bpr-max":
+            return _BPRMaxOp(model.bpreg)(scores)[0]
+    return model.loss_function(scores, log_q)
 
 
 def _compiled(model: GRU4Rec, optimizer: RowOptimizer):
