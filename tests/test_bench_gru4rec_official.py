@@ -178,3 +178,24 @@ def test_a_missing_checkout_is_one_line_without_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "does not exist: clone it with `git clone" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_official_steps_and_events_are_counted_around_its_iterator():
+    # the official loop counts batch_size events per step; the wrapper counts the input rows it trained
+    import types
+
+    class SessionDataIterator:
+        def __call__(self, enable_neg_samples, reset_hook=None):
+            for n in (4, 4, 3, 1):  # the batch shrinks at the end of the epoch
+                yield torch.arange(n), torch.arange(n)
+
+    module = types.SimpleNamespace(SessionDataIterator=SessionDataIterator)
+    orig = SessionDataIterator.__call__
+    with bo._counting_steps(module) as counts:
+        for _ in range(2):  # two epochs
+            assert [len(x) for x, _ in SessionDataIterator()(False)] == [4, 4, 3, 1]
+    assert counts == [[4, 12], [4, 12]]
+    assert SessionDataIterator.__call__ is orig  # restored
+    with bo._counting_steps(types.SimpleNamespace()) as counts:  # nothing to wrap
+        pass
+    assert counts == []

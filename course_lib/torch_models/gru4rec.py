@@ -34,6 +34,7 @@ how to plug in your own).
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable
 
@@ -559,8 +560,11 @@ class RowOptimizer:
         self.t += 1
 
     @torch.no_grad()
-    def update(self, name: str, param: torch.Tensor, grad: torch.Tensor, idx: torch.Tensor | None = None):
-        """Update ``param``, or only its rows ``idx`` (unique), from ``grad`` (in place, few copies)."""
+    def update(self, name: str, param: torch.Tensor, grad: torch.Tensor, idx: torch.Tensor | None = None,
+               *, grad_is_scratch: bool = False):
+        """Update ``param``, or only its rows ``idx`` (unique), from ``grad`` (in place, few copies).
+        With ``grad_is_scratch`` the caller no longer needs ``grad``: adagrad without momentum then
+        computes its step in ``grad``'s memory instead of a new tensor."""
         s1, s2 = self.state[name]
         get = (lambda buf: buf) if idx is None else (lambda buf: buf.index_select(0, idx))
         put = (lambda buf, val: None) if idx is None else (lambda buf, val: buf.index_copy_(0, idx, val))
@@ -572,7 +576,7 @@ class RowOptimizer:
                 step, scale = get(s2).mul_(self.momentum).addcdiv_(grad, denom, value=self.lr), 1.0
                 put(s2, step)
             else:
-                step, scale = torch.div(grad, denom), self.lr
+                step, scale = (grad.div_(denom) if grad_is_scratch else torch.div(grad, denom)), self.lr
         else:
             b1, b2 = self.betas
             m = get(s1).mul_(b1).add_(grad, alpha=1 - b1)
@@ -628,10 +632,11 @@ class RowOptimizer:
 def _unique_rows(idx: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Sorted distinct values of ``idx`` (all in [0, n)) and the position of each entry among them.
 
-    Same result as ``torch.unique(idx, return_inverse=True)``; when the catalogue is not much
-    larger than ``idx``, marking a length-n table is about twice as fast as sorting.
+    Same result as ``torch.unique(idx, return_inverse=True)``; when the catalogue is less than twice
+    as long as ``idx`` (2,548 columns of 2,933 items), marking a length-n table is faster than
+    sorting (measured 0.16 against 0.25 ms), otherwise sorting is (500 of 2,933: 0.08 against 0.14).
     """
-    if n > 8 * len(idx):
+    if n > 2 * len(idx):
         return torch.unique(idx, return_inverse=True)
     mark = torch.zeros(n, dtype=torch.long, device=idx.device)
     mark[idx] = 1
@@ -651,12 +656,24 @@ def train_step(model: GRU4Rec, batch: Batch, hidden: list[torch.Tensor], optimiz
     (one (B, h_k) tensor per layer; the trainer detaches them: one-step BPTT).
 
     The numbers are those of the plain version shown in :func:`train_gru4rec` (full tables,
-    ``loss.backward()``, ``optimizer.step(rows)``) up to float rounding; it is faster because
-    autograd sees only the GRU layers, from a leaf holding the input rows of the step. The output
-    layer is differentiated by hand: ``d scores`` (B, C) from the loss (written out for
-    cross-entropy and BPR-max, autograd on the scores alone for the others), then
-    ``d rows = d_scores.T @ [out, 1]`` and ``d out = d_scores @ rows``. Only the rows of the item
-    matrices that the step used are updated (the authors' sparse updates), repeated rows summed.
+    ``loss.backward()``, ``optimizer.step(rows)``) up to float rounding; it is faster because no
+    autograd graph is built for the library's own model:
+
+    * the output layer is differentiated by hand: ``d scores`` (B, C) from the loss (written out
+      for cross-entropy and BPR-max, autograd on the scores alone for the others), then
+      ``d rows = d_scores.T @ [out, 1]`` and ``d out = d_scores @ rows``. Cross-entropy without
+      extra samples scores each distinct target item once (a mini-batch of 500 has about 350) and
+      weights its softmax term by how often it is a target (:func:`_cross_entropy_grad_grouped`;
+      with a linear output :func:`_cross_entropy_output_linear`, which never forms the gradient
+      matrix): the same loss and gradients with about a third less work;
+    * the GRU layers are differentiated by hand too (:func:`_gru_forward` and
+      :func:`_gru_backward`, checked against autograd in the tests) unless a subclass or the
+      instance replaces ``gru_cell``, ``input_gates``, ``hidden_layers`` or ``_dropout``, or
+      ``reset_after`` is set: then autograd runs through ``hidden_layers``, from a leaf holding the
+      input rows of the step;
+    * only the rows of the item matrices that the step used are updated (the authors' sparse
+      updates), repeated rows summed. The gradient of the hidden state the step started from is
+      never needed (one-step BPTT), so neither path computes it.
     """
     W, B = model.W, len(batch.x)
     if batch.reset is not None:
@@ -668,27 +685,225 @@ def train_step(model: GRU4Rec, batch: Batch, hidden: list[torch.Tensor], optimiz
     # `uniq` are the distinct rows a weight's update touches, `inv` the position of each use among them
     if table == "Wy":  # constrained embedding: the inputs are rows of Wy too
         uniq_o, inv_o = _unique_rows(torch.cat([cols, x]), n_items)
-        x_leaf = Wy.index_select(0, x)[:, :-1].requires_grad_()  # (B, h_last)
+        x_rows = Wy.index_select(0, x)[:, :-1]  # (B, h_last)
     else:
         uniq_o, inv_o = _unique_rows(cols, n_items)
-        x_leaf = W[table].detach().index_select(0, x).requires_grad_()  # (B, 3h0) rows of Wx0, or (B, emb)
+        x_rows = W[table].detach().index_select(0, x)  # (B, 3h0) rows of Wx0, or (B, emb)
     dense = [n for n in W if n not in model.row_weights]
-    out, new_hidden = model.hidden_layers(model.input_gates(x_leaf, True), hidden, True)  # (B, h_last)
-    rows = Wy.index_select(0, cols)  # (C, h_last + 1)
+    by_hand = _hand_gru(model)
+    if by_hand:
+        with torch.no_grad():
+            out, new_hidden, saved = _gru_forward(model, x_rows, hidden)  # (B, h_last)
+    else:
+        x_rows = x_rows.requires_grad_()
+        out, new_hidden = model.hidden_layers(model.input_gates(x_rows, True), hidden, True)
     out1 = torch.cat([out.detach(), out.new_ones(B, 1)], 1)  # (B, h_last + 1): the 1 multiplies the bias
-    loss, d_scores = _loss_and_grad(model, out1 @ rows.T, batch.log_q, batch.weight)  # (B, C)
-    g_wy = out1.new_zeros(len(uniq_o), out1.shape[1]).index_add_(0, inv_o[:C], d_scores.T @ out1)
-    grads = torch.autograd.grad(out, [x_leaf] + [W[n] for n in dense], d_scores @ rows[:, :-1])
+    grouped = sample is None and table != "Wy" and _grouped_loss(model)
+    if grouped and model.final_act == "linear":  # the whole output layer in one function, no (B, C) gradient
+        loss, g_wy, d_out = _cross_entropy_output_linear(out1, Wy.index_select(0, uniq_o), inv_o, batch.log_q,
+                                                         model.logq, batch.weight)
+    elif grouped:  # each distinct target scored once: `rows` are the rows of uniq_o, in that order
+        rows = Wy.index_select(0, uniq_o)  # (U, h_last + 1)
+        loss, d_scores = _grouped_loss_and_grad(model, out1 @ rows.T, inv_o, batch.log_q, batch.weight)
+        g_wy = d_scores.T @ out1  # (U, h_last + 1): already one row per distinct item
+        d_out = d_scores @ rows[:, :-1]  # (B, h_last)
+    else:
+        rows = Wy.index_select(0, cols)  # (C, h_last + 1)
+        loss, d_scores = _loss_and_grad(model, out1 @ rows.T, batch.log_q, batch.weight)  # (B, C)
+        g_wy = out1.new_zeros(len(uniq_o), out1.shape[1]).index_add_(0, inv_o[:C], d_scores.T @ out1)
+        d_out = d_scores @ rows[:, :-1]  # (B, h_last)
+    if by_hand:
+        with torch.no_grad():
+            g_rows, named = _gru_backward(model, saved, d_out)
+        grads = [g_rows] + [named[n] for n in dense]
+    else:
+        grads = torch.autograd.grad(out, [x_rows] + [W[n] for n in dense], d_out)
     optimizer.tick()
     if table == "Wy":
         g_wy[:, :-1].index_add_(0, inv_o[C:], grads[0])
     else:
         uniq_i, inv_i = _unique_rows(x, n_items)
         g_x = grads[0].new_zeros(len(uniq_i), grads[0].shape[1]).index_add_(0, inv_i, grads[0])
-        optimizer.update(table, W[table], g_x, uniq_i)
-    optimizer.update("Wy", W["Wy"], g_wy, uniq_o)
+        optimizer.update(table, W[table], g_x, uniq_i, grad_is_scratch=True)
+    optimizer.update("Wy", W["Wy"], g_wy, uniq_o, grad_is_scratch=True)
     optimizer.update_dense(dense, list(grads[1:]))
     return loss, new_hidden
+
+
+# The GRU layers of a training step without autograd. ``_gru_forward`` computes what
+# ``input_gates(x_rows, True)`` and ``hidden_layers(gi0, hidden, True)`` compute (the same kernels, the
+# same dropout draws in the same order) and keeps what the backward pass needs; ``_gru_backward``
+# takes the gradient of the last layer's output and returns the gradient of the input rows and of
+# every dense weight. With gi = [gi_r, gi_z, gi_c], r, z = sigmoid(gi_rz + h Wrz), c = tanh(gi_c +
+# (r * h) Wh) and h' = h + z (c - h):  dc = dh' z (1 - c^2), dz = dh' (c - h) z (1 - z),
+# dr = (dc Wh^T) h r (1 - r); dWh = (r * h)^T dc, dWrz = h^T [dr, dz], db = sum of [dr, dz, dc] over
+# rows, and [dr, dz, dc] is the gradient of gi (for a deeper layer dWx = input^T dgi, d input = dgi Wx^T).
+_GRU_METHODS = ("gru_cell", "input_gates", "hidden_layers", "_dropout")
+
+
+def _hand_gru(model: GRU4Rec) -> bool:
+    """True when ``model`` runs the library's own GRU layers (nothing replaced, ``reset_after`` off)."""
+    cls = type(model)
+    return (not model.reset_after and all(getattr(cls, n) is getattr(GRU4Rec, n) for n in _GRU_METHODS)
+            and not any(n in vars(model) for n in _GRU_METHODS))
+
+
+def _dropout_mask(model: GRU4Rec, x: torch.Tensor, p: float, rows_only: bool = False) -> torch.Tensor | None:
+    """The keep mask that :meth:`GRU4Rec._dropout` draws for ``x`` (the same draw), or None for p = 0."""
+    if p <= 0:
+        return None
+    shape = (x.shape[0], 1) if rows_only else x.shape
+    return torch.empty(shape, device=x.device).bernoulli_(1 - p, generator=model._generator)
+
+
+def _gru_forward(model: GRU4Rec, x_rows: torch.Tensor, hidden: list[torch.Tensor]):
+    """``hidden_layers(input_gates(x_rows, True), hidden, True)`` plus what :func:`_gru_backward` needs:
+    ``(out, new_hidden, saved)``."""
+    W, L = model.W, model.layers
+    p_e, p_h = model.dropout_p_embed, model.dropout_p_hidden
+    dense_input = bool(model.embedding or model.constrained_embedding)
+    keep_in = _dropout_mask(model, x_rows, p_e, rows_only=not dense_input)
+    inp = x_rows if keep_in is None else x_rows * keep_in / (1 - p_e)
+    if dense_input:
+        gi = torch.addmm(W["b0"].detach(), inp, W["Wx0"].detach())
+    else:
+        gi = inp + W["b0"].detach()
+    layers, new_h, out = [], [], None
+    for k, n in enumerate(L):
+        if k > 0:
+            inp = out
+            gi = torch.addmm(W[f"b{k}"].detach(), inp, W[f"Wx{k}"].detach())
+        h = hidden[k]
+        rz = torch.addmm(gi[:, : 2 * n], h, W[f"Wrz{k}"].detach()).sigmoid_()
+        rh = rz[:, :n] * h
+        cand = torch.addmm(gi[:, 2 * n :], rh, W[f"Wh{k}"].detach()).tanh_()
+        hn = torch.lerp(h, cand, rz[:, n:])
+        keep = _dropout_mask(model, hn, p_h)
+        out = hn if keep is None else hn * keep / (1 - p_h)
+        new_h.append(out if model.dropout_state == "dropped" else hn)
+        layers.append((inp, h, rz, rh, cand, keep))
+    return out, new_h, (keep_in, layers)
+
+
+def _gru_backward(model: GRU4Rec, saved, d_out: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The gradient of the input rows (B, d) of the step and ``{name: gradient}`` of every dense weight
+    of the GRU layers, from ``d_out`` (B, h_last), the gradient of the last layer's output."""
+    W, aten = model.W, torch.ops.aten
+    keep_in, layers = saved
+    grads, d = {}, d_out
+    for k in reversed(range(len(layers))):
+        inp, h, rz, rh, cand, keep = layers[k]
+        n = h.shape[1]
+        if keep is not None:
+            d = d * keep / (1 - model.dropout_p_hidden)
+        # every piece written straight into its columns of dgi = [d gi_r, d gi_z, d gi_c] (B, 3h)
+        dgi = d.new_empty(d.shape[0], 3 * n)
+        drz, dc = dgi[:, : 2 * n], dgi[:, 2 * n :]
+        aten.tanh_backward.grad_input(d * rz[:, n:], cand, grad_input=dc)
+        torch.mul(dc @ W[f"Wh{k}"].detach().T, h, out=drz[:, :n])  # d r, before the sigmoid
+        torch.mul(d, cand - h, out=drz[:, n:])  # d z, before the sigmoid
+        aten.sigmoid_backward.grad_input(drz, rz, grad_input=drz)
+        grads[f"Wh{k}"] = rh.T @ dc
+        grads[f"Wrz{k}"] = h.T @ drz
+        grads[f"b{k}"] = dgi.sum(0)
+        if k > 0:
+            grads[f"Wx{k}"] = inp.T @ dgi
+            d = dgi @ W[f"Wx{k}"].detach().T
+        elif model.embedding or model.constrained_embedding:
+            grads["Wx0"] = inp.T @ dgi
+            d = dgi @ W["Wx0"].detach().T
+        else:
+            d = dgi
+    if keep_in is not None:
+        d = d * keep_in / (1 - model.dropout_p_embed)
+    return d, grads
+
+
+def _grouped_loss(model: GRU4Rec) -> bool:
+    """True when the step may score each distinct target once (the library's cross-entropy)."""
+    return model.loss == "cross-entropy" and type(model).loss_function is GRU4Rec.loss_function
+
+
+@torch.no_grad()
+def _cross_entropy_grad_grouped(scores: torch.Tensor, inv: torch.Tensor, log_q: torch.Tensor | None,
+                                logq: float, weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of a (B, B) score matrix whose columns repeat, from its U distinct columns.
+
+    ``scores`` (B, U): row i's score of distinct item u; column j of the full matrix is
+    ``scores[:, inv[j]]`` (``inv`` (B,), row i's target is column i, so ``inv[i]``); ``log_q`` (B,)
+    is per full column. With ``n_u`` the number of columns of item u, ``L_i = -r_i,inv[i] + log
+    sum_u n_u exp(r_iu)``, and the gradient of ``weight * mean L`` by the distinct scores is the sum
+    of the full matrix's gradient over each item's columns: ``(n_u softmax_iu - [u == inv[i]]) *
+    weight / B``. Returns the mean loss and that (B, U) gradient."""
+    b, u = scores.shape
+    if logq and log_q is not None:
+        scores = scores - logq * log_q.new_empty(u).index_copy_(0, inv, log_q).unsqueeze(0)
+    counts = torch.bincount(inv, minlength=u).to(scores.dtype)  # n_u
+    target = scores.gather(1, inv.unsqueeze(1))  # (B, 1)
+    m = scores.amax(1, keepdim=True)
+    p = torch.sub(scores, m).exp_().mul_(counts)  # (B, U) unnormalised softmax mass of each item
+    z = p.sum(1, keepdim=True)
+    loss = (z.log() + m).sub_(target).mean()
+    p.mul_(z.reciprocal_().mul_(weight / b))
+    p.scatter_add_(1, inv.unsqueeze(1), p.new_full((b, 1), -weight / b))
+    return loss, p
+
+
+@torch.no_grad()
+def _cross_entropy_output_linear(out1: torch.Tensor, rows: torch.Tensor, inv: torch.Tensor,
+                                 log_q: torch.Tensor | None, logq: float,
+                                 weight: float) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """The output layer of a cross-entropy step without extra samples and with a linear final
+    activation, from the distinct target rows: ``(loss, g_rows, d_out)``.
+
+    ``out1`` (B, h + 1) the outputs with a column of ones, ``rows`` (U, h + 1) the rows of ``Wy`` of
+    the distinct targets, ``inv`` (B,) each row's target among them, ``log_q`` (B,) per column. With
+    ``e_iu = exp(r_iu - m_i)``, ``n_u`` the count of item u among the targets, ``z_i = sum_u n_u
+    e_iu`` and ``k_i = weight / (B z_i)``, the gradient of :func:`_cross_entropy_grad_grouped` is
+    ``d_iu = k_i n_u e_iu - weight / B [u == inv_i]``, so ``d.T @ out1 = n * (e.T @ (k * out1))``
+    minus ``weight / B`` times ``out1`` added onto the targets' rows, and ``d @ rows_h = k * (e @ (n
+    * rows_h))`` minus ``weight / B`` times each row's target row: the (B, U) matrix is only built
+    and exponentiated, never scaled. Where the loss is not finite (scores of inf or NaN), the
+    general path takes over."""
+    b, u = out1.shape[0], rows.shape[0]
+    s = out1 @ rows.T  # (B, U)
+    if logq and log_q is not None:
+        s.sub_(log_q.new_empty(u).index_copy_(0, inv, log_q).mul_(logq))
+    counts = torch.bincount(inv, minlength=u).to(s.dtype)  # n_u
+    target = s.gather(1, inv.unsqueeze(1)).squeeze(1)  # (B,)
+    m = s.amax(1, keepdim=True)
+    e = s.sub_(m).exp_()  # in place: the scores are not needed again
+    z = e @ counts  # (B,)
+    loss = float((z.log() + m.squeeze(1) - target).mean())
+    if not math.isfinite(loss):
+        return _cross_entropy_output_general(out1, rows, inv, log_q, logq, weight)
+    c = weight / b
+    k = z.reciprocal_().mul_(c).unsqueeze(1)  # (B, 1)
+    g_rows = (e.T @ (out1 * k)).mul_(counts.unsqueeze(1)).index_add_(0, inv, out1, alpha=-c)
+    rows_h = rows[:, :-1]
+    d_out = (e @ (rows_h * counts.unsqueeze(1))).mul_(k).sub_(rows_h.index_select(0, inv), alpha=c)
+    return loss, g_rows, d_out
+
+
+def _cross_entropy_output_general(out1, rows, inv, log_q, logq, weight):
+    """:func:`_cross_entropy_output_linear` by way of the full (B, B) score matrix and
+    :func:`cross_entropy_loss` under autograd (only where the scores are not finite)."""
+    model = GRU4Rec(loss="cross-entropy", final_act="linear", logq=logq, device=out1.device)
+    loss, grad = _grouped_loss_and_grad(model, out1 @ rows.T, inv, log_q, weight)
+    return loss, grad.T @ out1, grad @ rows[:, :-1]
+
+
+def _grouped_loss_and_grad(model: GRU4Rec, scores: torch.Tensor, inv: torch.Tensor, log_q: torch.Tensor | None,
+                           weight: float) -> tuple[float, torch.Tensor]:
+    """:func:`_loss_and_grad` for the distinct-column scores of :func:`_cross_entropy_grad_grouped`;
+    where that is not finite, the full (B, B) matrix goes through :func:`_loss_and_grad`, and its
+    gradient is summed back onto the distinct columns."""
+    act = model._act(scores)
+    loss, grad = _cross_entropy_grad_grouped(act, inv, log_q, model.logq, weight)
+    if torch.isfinite(loss):
+        return loss.item(), model._act_grad(grad, scores, act)
+    loss, full = _loss_and_grad(model, scores[:, inv], log_q, weight)
+    return loss, scores.new_zeros(scores.shape).index_add_(1, inv, full)
 
 
 _HAND_GRADS = {"cross-entropy": lambda m, r, log_q, w: _cross_entropy_grad(r, log_q, m.logq, w),

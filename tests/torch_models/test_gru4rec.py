@@ -411,3 +411,140 @@ def test_a_file_saved_before_the_module_refactoring_loads(planted, tmp_path):
     for model in (m, old):
         model.reset(2)
     assert np.array_equal(m.score_next(np.array([3, 4])), old.score_next(np.array([3, 4])))
+
+
+# ------------------------------------------------------------------ the training step's hand-written parts
+GRU_CASES = [dict(), dict(layers=[6, 5]), dict(embedding=4, dropout_p_embed=0.3, dropout_p_hidden=0.4),
+             dict(dropout_p_embed=0.5, dropout_p_hidden=0.3, dropout_state="kept"),
+             dict(constrained_embedding=True, layers=[5, 5], dropout_p_hidden=0.2)]
+
+
+@pytest.mark.parametrize("kw", GRU_CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()) or "onehot")
+def test_hand_written_gru_backward_matches_autograd(kw):
+    # the GRU layers of the training step without autograd (_gru_forward/_gru_backward) against
+    # autograd through input_gates + hidden_layers, in float64; the same dropout draws
+    kw = {"layers": [5], **kw}
+    m = GRU4Rec(device="cpu", **kw)
+    m.init_weights(12)
+    m.W = torch.nn.ParameterDict({k: torch.nn.Parameter(v.detach().double()) for k, v in m.W.items()})
+    gen = torch.Generator().manual_seed(3)
+    x = torch.tensor([1, 4, 4, 7])
+    rows = m.input_rows(x).detach().clone()
+    hidden = [torch.rand(4, h, generator=gen, dtype=torch.float64) - 0.5 for h in m.layers]
+    d_out = torch.randn(4, m.layers[-1], generator=gen, dtype=torch.float64)
+    m._generator = torch.Generator().manual_seed(9)
+    with torch.no_grad():
+        out, new_h, saved = g._gru_forward(m, rows, hidden)
+        d_rows, grads = g._gru_backward(m, saved, d_out)
+    m._generator = torch.Generator().manual_seed(9)
+    leaf = rows.clone().requires_grad_()
+    ref_out, ref_h = m.hidden_layers(m.input_gates(leaf, True), hidden, True)
+    dense = [n for n in m.W if n not in m.row_weights]
+    assert sorted(grads) == sorted(dense)
+    ref = torch.autograd.grad(ref_out, [leaf] + [m.W[n] for n in dense], d_out)
+    assert torch.allclose(out, ref_out, rtol=1e-12, atol=1e-14)
+    assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-14) for a, b in zip(new_h, ref_h))
+    assert torch.allclose(d_rows, ref[0], rtol=1e-10, atol=1e-12)
+    for name, want in zip(dense, ref[1:]):
+        assert torch.allclose(grads[name], want, rtol=1e-10, atol=1e-12), name
+    # and by finite differences of <d_out, out> for one weight, a check independent of autograd
+    w, eps = m.W["Wh0"].detach(), 1e-6
+    w[1, 2] += eps
+    m._generator = torch.Generator().manual_seed(9)
+    with torch.no_grad():
+        up = (g._gru_forward(m, rows, hidden)[0] * d_out).sum()
+    w[1, 2] -= 2 * eps
+    m._generator = torch.Generator().manual_seed(9)
+    with torch.no_grad():
+        down = (g._gru_forward(m, rows, hidden)[0] * d_out).sum()
+    w[1, 2] += eps
+    assert float((up - down) / (2 * eps)) == pytest.approx(float(grads["Wh0"][1, 2]), rel=1e-6, abs=1e-9)
+
+
+def test_hand_written_gru_is_skipped_for_a_replaced_cell_or_reset_after():
+    assert g._hand_gru(GRU4Rec(device="cpu"))
+    assert not g._hand_gru(GRU4Rec(device="cpu", reset_after=True))
+
+    class Mine(GRU4Rec):
+        def gru_cell(self, k, gi, h):
+            return GRU4Rec.gru_cell(self, k, gi, h)
+
+    assert not g._hand_gru(Mine(device="cpu"))
+    m = GRU4Rec(device="cpu")
+    m.hidden_layers = lambda gi0, hidden, train: GRU4Rec.hidden_layers(m, gi0, hidden, train)
+    assert not g._hand_gru(m)
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("logq", [0.0, 0.7])
+@pytest.mark.parametrize("scale", [1.0, 300.0])
+def test_grouped_cross_entropy_equals_the_full_matrix(act, logq, scale):
+    # targets that repeat: the distinct-column loss and gradient equal the full (B, B) matrix's, its
+    # gradient summed over each item's columns
+    model = GRU4Rec(final_act=act, loss="cross-entropy", logq=logq, device="cpu")
+    gen = torch.Generator().manual_seed(4)
+    y = torch.tensor([3, 1, 3, 0, 1, 3, 2])
+    uniq, inv = torch.unique(y, return_inverse=True)
+    distinct = torch.randn(7, len(uniq), generator=gen, dtype=torch.float64) * scale
+    log_q = torch.log(torch.rand(4, generator=gen, dtype=torch.float64) + 0.01)[y]  # one value per item
+    loss, grad = g._grouped_loss_and_grad(model, distinct, inv, log_q, 0.6)
+    full_loss, full_grad = g._loss_and_grad(model, distinct[:, inv], log_q, 0.6)
+    assert loss == pytest.approx(full_loss, rel=1e-10)
+    want = torch.zeros_like(distinct).index_add_(1, inv, full_grad)
+    assert torch.allclose(grad, want, rtol=1e-9, atol=1e-12)
+
+
+class _AutogradGRU(GRU4Rec):
+    """The library's cell and loss, but not the library's methods: train_step runs autograd through
+    the GRU and through the loss of the full (B, B + S) score matrix."""
+
+    def gru_cell(self, k, gi, h):
+        return GRU4Rec.gru_cell(self, k, gi, h)
+
+    def loss_function(self, scores, log_q=None):
+        return GRU4Rec.loss_function(self, scores, log_q)
+
+
+@pytest.mark.parametrize("kw", [dict(loss="cross-entropy", n_sample=0, batch_size=64),
+                                dict(loss="cross-entropy", n_sample=0, logq=1.0, dropout_p_embed=0.2),
+                                dict(loss="bpr-max", n_sample=16, dropout_p_hidden=0.3, layers=[8, 6], momentum=0.3),
+                                dict(loss="cross-entropy", embedding=5, n_sample=8, optimizer="adam",
+                                     learning_rate=0.01)])
+def test_train_step_by_hand_gives_the_autograd_step_numbers(planted, kw):
+    # an epoch of the hand-written step (GRU backward, loss gradient, grouped cross-entropy) against
+    # the step that runs autograd through the same GRU and loss: the same weights up to float32 rounding
+    kw = {"layers": [8], "batch_size": 16, "n_epochs": 1, "learning_rate": 0.1, "seed": 0, "device": "cpu", **kw}
+    hand, ref = GRU4Rec(**kw), _AutogradGRU(**kw)
+    assert g._hand_gru(hand) and not g._hand_gru(ref) and not g._grouped_loss(ref)
+    for m in (hand, ref):
+        m.fit(planted.train, progress=False)
+    assert hand.history[0]["loss"] == pytest.approx(ref.history[0]["loss"], rel=1e-5)
+    for name in hand.W:
+        assert torch.allclose(hand.W[name], ref.W[name], rtol=1e-4, atol=1e-5), name
+
+
+@pytest.mark.parametrize("logq", [0.0, 0.7])
+@pytest.mark.parametrize("scale", [1.0, 300.0, float("inf")])
+def test_linear_cross_entropy_output_layer_equals_autograd(logq, scale):
+    # the whole output layer of a cross-entropy step without samples (linear final activation):
+    # loss, gradient of the distinct target rows of Wy and of the outputs, against autograd through
+    # the full (B, B) score matrix; an infinite score goes through the general path (loss inf, NaN grads)
+    gen = torch.Generator().manual_seed(6)
+    y = torch.tensor([3, 1, 3, 0, 1, 3, 2])
+    uniq, inv = torch.unique(y, return_inverse=True)
+    out = torch.randn(7, 5, generator=gen, dtype=torch.float64)
+    out1 = torch.cat([out, torch.ones(7, 1, dtype=torch.float64)], 1)
+    rows = torch.randn(len(uniq), 6, generator=gen, dtype=torch.float64) * (1.0 if np.isinf(scale) else scale)
+    if np.isinf(scale):
+        rows[1, 0] = scale
+    log_q = torch.log(torch.rand(4, generator=gen, dtype=torch.float64) + 0.01)[y]
+    loss, g_rows, d_out = g._cross_entropy_output_linear(out1, rows, inv, log_q, logq, 0.6)
+    o, r = out1.clone().requires_grad_(), rows.clone().requires_grad_()
+    ref = g.cross_entropy_loss(o @ r[inv].T, log_q, logq)
+    ref_o, ref_r = torch.autograd.grad(ref * 0.6, [o, r])
+    if np.isinf(scale):
+        assert not np.isfinite(loss) and not np.isfinite(ref.item())
+        return
+    assert loss == pytest.approx(ref.item(), rel=1e-10)
+    assert torch.allclose(g_rows, ref_r, rtol=1e-9, atol=1e-12)
+    assert torch.allclose(d_out, ref_o[:, :-1], rtol=1e-9, atol=1e-12)
