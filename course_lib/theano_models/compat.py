@@ -424,6 +424,7 @@ def dropout(x, p_drop: float, stream: RandomStream | None, train: bool = True):
     ``1 / (1 - p_drop)`` so the expectation is unchanged (the convention of ``torch.nn.Dropout``).
 
     At test time (``train=False``) or with ``p_drop == 0`` it is the identity and draws nothing.
+    Built as one :class:`InvertedDropout` node on ``stream``'s draws: numpy, no C module to compile.
     """
     if not 0.0 <= p_drop < 1.0:
         raise ValueError(f"p_drop must be in [0, 1), got {p_drop}")
@@ -431,8 +432,77 @@ def dropout(x, p_drop: float, stream: RandomStream | None, train: bool = True):
         return x
     if stream is None:
         raise ValueError("dropout with p_drop > 0 in training needs a RandomStream; pass stream=")
-    keep = T.cast(stream.uniform(x.shape, dtype=x.dtype) >= p_drop, x.dtype)
-    return x * keep / np.asarray(1.0 - p_drop, dtype=x.dtype)
+    return InvertedDropout(p_drop)(x, stream.uniform(x.shape, dtype=x.dtype))
+
+
+class InvertedDropout(Op):
+    """``y = x * keep / (1 - p_drop)`` with ``keep = (u >= p_drop)``, for draws ``u`` ``U[0, 1)`` of
+    ``x``'s shape, computed with numpy (:func:`dropout` builds it).
+
+    Why an operation of its own instead of the elementwise expression: from an empty compile cache
+    PyTensor fuses ``x * cast(u >= p) / (1 - p)`` with its neighbours into a C module whose code holds
+    ``p`` and ``1 / (1 - p)`` as constants, so every dropout rate of a model, forward and gradient,
+    cost a gcc run of its own (six of Ask the GRU's 25 modules). This operation has no C code at all,
+    and its gradient is the same operation on the output gradient with the same draws
+    (``dy/dx = keep / (1 - p_drop)``; the draws get none), so a dropout site compiles nothing.
+
+    The same draws give the same zeros as the expression compiled with PyTensor's rewrites: ``u``
+    is compared with ``p_drop`` in double precision, as the fused C code did (a draw equal to
+    ``p_drop`` rounded down to float32 is dropped). The kept entries are ``x * s`` rounded once to the dtype, ``s``
+    being ``1 / (1 - p_drop)`` in the dtype: what ``torch.nn.functional.dropout`` computes. (The
+    fused C code of the expression multiplied by ``s`` written as a short decimal, a double, so it
+    could differ in the last place, as it differed with the graph around it, e.g. under
+    ``fast_compile``; tests/theano_models/test_numpy_ops.py.)
+    """
+
+    __props__ = ("p_drop",)
+
+    def __init__(self, p_drop: float):
+        if not 0.0 <= p_drop < 1.0:
+            raise ValueError(f"p_drop must be in [0, 1), got {p_drop}")
+        self.p_drop = float(p_drop)
+
+    def make_node(self, x, u):
+        x, u = T.as_tensor_variable(x), T.as_tensor_variable(u)
+        if x.type.dtype not in ("float32", "float64") or u.type.dtype != x.type.dtype or u.type.ndim != x.type.ndim:
+            raise TypeError(f"InvertedDropout needs a float tensor x and draws u of its dtype and rank, got "
+                            f"x {x.type} and u {u.type}")
+        return Apply(self, [x, u], [x.type()])
+
+    def perform(self, node, inputs, output_storage):
+        x, u = inputs
+        if u.shape != x.shape:
+            raise ValueError(f"InvertedDropout: the draws have shape {u.shape}, the input {x.shape}; draw them "
+                             "with the input's shape")
+        dtype = x.dtype.type
+        keep = u >= np.float64(self.p_drop)  # in double precision, as the fused C code compared them
+        output_storage[0][0] = np.multiply(x, dtype(1.0 / (1.0 - self.p_drop))) * keep
+
+    def pullback(self, inputs, outputs, cotangents):
+        """The gradient of ``x``: the same dropout of the output gradient (PyTensor 3 calls this
+        ``pullback``, Theano 1.0 ``L_op``: the same method under both names); the draws get none."""
+        return [self(cotangents[0], inputs[1]), DisconnectedType()()]
+
+    L_op = pullback
+
+    def connection_pattern(self, node):
+        return [[True], [False]]
+
+    def infer_shape(self, *args):  # (fgraph, node, shapes) on PyTensor, (node, shapes) on Theano 1.0
+        return [args[-1][0]]
+
+
+def _flat(x):
+    """``x`` as a vector. The optimisers update every parameter as a vector (the reshapes are views,
+    run in numpy), so their fused update expression has one shape whatever the parameter's, and a
+    cold compile builds one C module for it instead of one per rank and per way the gradient's last
+    operation fused into it; the arithmetic, element by element, is the same."""
+    return x.flatten() if x.ndim != 1 else x
+
+
+def _unflat(x, like):
+    """The vector ``x`` back in the shape of ``like`` (the inverse of :func:`_flat`)."""
+    return x.reshape(like.shape, ndim=like.ndim) if like.ndim != 1 else x
 
 
 def adagrad(loss, params, learning_rate: float, epsilon: float = 1e-10, weight_decay: float = 0.0):
@@ -454,8 +524,9 @@ def adagrad(loss, params, learning_rate: float, epsilon: float = 1e-10, weight_d
         if weight_decay:
             g = g + c(weight_decay) * p
         acc = theano.shared(np.zeros_like(value), name=f"acc_{p.name}")
-        new_acc = acc + g**2
-        updates += [(acc, new_acc), (p, p - c(learning_rate) * g / (T.sqrt(new_acc) + c(epsilon)))]
+        p_, g_, acc_ = _flat(p), _flat(g), _flat(acc)
+        new_acc = acc_ + g_**2
+        updates += [(acc, _unflat(new_acc, acc)), (p, _unflat(p_ - c(learning_rate) * g_ / (T.sqrt(new_acc) + c(epsilon)), p))]
         accs.append(acc)
     return updates, accs
 
@@ -483,10 +554,11 @@ def adam(loss, params, learning_rate: float = 1e-3, betas=(0.9, 0.999), epsilon:
             g = g + c(weight_decay) * p
         m = theano.shared(np.zeros_like(value), name=f"m_{p.name}")
         v = theano.shared(np.zeros_like(value), name=f"v_{p.name}")
-        m_new = c(b1) * m + c(1 - b1) * g
-        v_new = c(b2) * v + c(1 - b2) * g**2
+        p_, g_, m_, v_ = _flat(p), _flat(g), _flat(m), _flat(v)
+        m_new = c(b1) * m_ + c(1 - b1) * g_
+        v_new = c(b2) * v_ + c(1 - b2) * g_**2
         step = c(learning_rate) * (m_new / corr1) / (T.sqrt(v_new / corr2) + c(epsilon))
-        updates += [(m, m_new), (v, v_new), (p, p - step)]
+        updates += [(m, _unflat(m_new, m)), (v, _unflat(v_new, v)), (p, _unflat(p_ - step, p))]
         state += [m, v]
     return updates, state
 

@@ -15,9 +15,11 @@ find the same weights, bit for bit.
 * **Bookkeeping in Python.** From an empty compile cache every distinct operation of a graph
   becomes its own C module, and gcc needs half a second or more for each, however trivial the
   operation (most of it parsing Python's and numpy's headers). Operations that only compute or
-  check shapes, slice, join, reshape or transpose, and the exact reductions max and min
+  check shapes, slice, join, reshape, transpose or copy, gather rows (``W[idx]``: numpy's
+  ``take``), and the exact reductions max and min
   (:data:`PYTHON_OPS`; numpy's max is vectorised, several times faster than PyTensor's C loop
-  on GRU4Rec's score matrices), elementwise arithmetic
+  on GRU4Rec's score matrices), ``x[idx] += y`` on a vector ``x`` (``numpy.add.at``, which adds
+  in index order as the C code does: :func:`runs_in_python`), elementwise arithmetic
   that numpy rounds exactly as C does (``+ - * /``, max, min, negation of one float dtype, two
   operands at most: :data:`EXACT_ARITHMETIC`) and integer arithmetic on scalars (shapes, step
   counts) run their Python implementation instead: a few microseconds each, and the first
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import os
 
+from pytensor.compile.ops import DeepCopyOp
 from pytensor.graph.rewriting.basic import node_rewriter
 from pytensor.raise_op import CheckAndRaise
 from pytensor.scalar import basic as ps
@@ -46,11 +49,11 @@ from pytensor.tensor.elemwise import DimShuffle, Elemwise
 from pytensor.tensor.math import Max, Min
 from pytensor.tensor.rewriting.basic import register_specialize
 from pytensor.tensor.shape import Reshape, Shape, Shape_i, SpecifyShape
-from pytensor.tensor.subtensor import AdvancedIncSubtensor1, IncSubtensor, Subtensor
+from pytensor.tensor.subtensor import AdvancedIncSubtensor1, AdvancedSubtensor1, IncSubtensor, Subtensor
 
 ENV = "COURSE_PYTENSOR_SPEEDUPS"
 PYTHON_OPS = (Shape, Shape_i, SpecifyShape, Reshape, ScalarFromTensor, TensorFromScalar, MakeVector, Alloc,
-              AllocEmpty, ARange, Join, Split, Subtensor, IncSubtensor, CheckAndRaise, DimShuffle, Max, Min)
+              AllocEmpty, ARange, Join, Split, Subtensor, IncSubtensor, CheckAndRaise, DimShuffle, DeepCopyOp, AdvancedSubtensor1, Max, Min)
 """Operations that always run in Python (their ``perform``) instead of a compiled C module."""
 EXACT_ARITHMETIC = (ps.Add, ps.Sub, ps.Mul, ps.TrueDiv, ps.Maximum, ps.Minimum, ps.Neg)
 """Scalar operations that IEEE 754 rounds the same in numpy and in C (one correctly rounded result)."""
@@ -153,7 +156,7 @@ def _python_outside_scan(original):
     """``c_code`` that sends the node to Python, except inside a ``scan`` loop (module docstring)."""
 
     def c_code(self, node, *args, **kwargs):
-        if _scan_depth[0] == 0 and (not isinstance(self, Elemwise) or elemwise_in_python(node)):
+        if _scan_depth[0] == 0 and runs_in_python(node):
             raise NotImplementedError("runs in Python (course_lib.theano_models.speedups)")
         return original(self, node, *args, **kwargs)
 
@@ -169,6 +172,16 @@ def _marking_scan_compiles(original: property) -> property:
             _scan_depth[0] -= 1
 
     return property(fn, doc=original.__doc__)
+
+
+def runs_in_python(node) -> bool:
+    """Whether a node of the patched classes runs in Python outside ``scan``: every bookkeeping
+    operation, :func:`elemwise_in_python` elementwise ones, and ``x[idx] += y`` on a vector ``x``."""
+    if isinstance(node.op, Elemwise):
+        return elemwise_in_python(node)
+    if isinstance(node.op, AdvancedIncSubtensor1):
+        return node.inputs[0].type.ndim == 1
+    return True
 
 
 def elemwise_in_python(node) -> bool:
@@ -192,7 +205,7 @@ def install() -> bool:
     from pytensor.scan.op import Scan
 
     register_specialize(local_row_inc_in_c, "fast_compile")
-    for cls in (*PYTHON_OPS, Elemwise):
+    for cls in (*PYTHON_OPS, Elemwise, AdvancedIncSubtensor1):
         cls.c_code = _python_outside_scan(cls.c_code)
     Scan.fn = _marking_scan_compiles(Scan.fn)
     return True

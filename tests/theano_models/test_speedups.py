@@ -96,6 +96,36 @@ def test_bookkeeping_and_exact_arithmetic_run_in_python_the_rest_in_c():
         x.T.owner.op.c_code(x.T.owner, "n", ["a"], ["b"], {})
 
 
+def test_lookups_and_vector_row_updates_run_in_python_and_match_numpy():
+    from pytensor.tensor.subtensor import AdvancedIncSubtensor1, AdvancedSubtensor1
+
+    from course_lib.theano_models.speedups import RowIncSubtensor1, runs_in_python
+
+    W, b = compat.shared(np.zeros((5, 3)), "W"), compat.shared(np.zeros(5), "b")
+    idx, c, d = T.vector("idx", dtype="int64"), T.matrix("c"), T.vector("d")
+    loss = (W[idx] * c).sum() + (b[idx] * d).sum()
+    fn = theano.function([idx, c, d], [W[idx], *theano.grad(loss, [W, b])],
+                         mode=theano.compile.mode.Mode(linker="cvm", optimizer="fast_run"))
+    # (a compile cache that already holds a module for a node loads it without asking for C code,
+    # so what runs in Python is asked of the nodes, not of the thunks)
+    kinds = {(type(n.op), runs_in_python(n)) for n in fn.maker.fgraph.apply_nodes}
+    assert (AdvancedSubtensor1, True) in kinds  # W[idx]: numpy's take
+    assert (AdvancedIncSubtensor1, True) in kinds  # db = add.at(zeros, idx, d): numpy
+    assert (RowIncSubtensor1, False) in kinds  # dW: rows of a matrix, C
+    node = next(n for n in fn.maker.fgraph.apply_nodes if type(n.op) is AdvancedSubtensor1)
+    with pytest.raises(NotImplementedError, match="runs in Python"):
+        node.op.c_code(node, "n", ["a", "b"], ["c"], {})
+    W.set_value(np.arange(15, dtype=np.float32).reshape(5, 3))
+    ids, rows = np.array([4, 1, 4, -2]), np.arange(12, dtype=np.float32).reshape(4, 3)
+    d0 = np.array([0.1, 1e8, 0.2, -3.0], dtype=np.float32)  # repeated index 4: 0.1 + 0.2 in index order
+    looked_up, dW, db = fn(ids, rows, d0)
+    expected_W, expected_b = np.zeros((5, 3), np.float32), np.zeros(5, np.float32)
+    np.add.at(expected_W, ids, rows)
+    np.add.at(expected_b, ids, d0)
+    assert looked_up.tobytes() == W.get_value()[ids].tobytes()
+    assert dW.tobytes() == expected_W.tobytes() and db.tobytes() == expected_b.tobytes()
+
+
 def test_inside_a_scan_loop_every_operation_keeps_its_c_code():
     from pytensor.scan.op import Scan
 
