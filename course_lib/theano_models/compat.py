@@ -475,7 +475,7 @@ class InvertedDropout(Op):
             raise ValueError(f"InvertedDropout: the draws have shape {u.shape}, the input {x.shape}; draw them "
                              "with the input's shape")
         dtype = x.dtype.type
-        keep = u >= np.float64(self.p_drop)  # in double precision, as the fused C code compared them
+        keep = u >= _threshold(self.p_drop, x.dtype)
         output_storage[0][0] = np.multiply(x, dtype(1.0 / (1.0 - self.p_drop))) * keep
 
     def pullback(self, inputs, outputs, cotangents):
@@ -503,6 +503,14 @@ def _flat(x):
 def _unflat(x, like):
     """The vector ``x`` back in the shape of ``like`` (the inverse of :func:`_flat`)."""
     return x.reshape(like.shape, ndim=like.ndim) if like.ndim != 1 else x
+
+
+def _threshold(p: float, dtype) -> np.generic:
+    """The least number of ``dtype`` at or above ``p``: for a draw ``u`` of ``dtype``, ``u >= p``
+    in double precision (as the fused C code compared them) is ``u >= _threshold(p, dtype)``,
+    without converting the draws to double."""
+    t = np.asarray(p, dtype=dtype)[()]
+    return np.nextafter(t, np.asarray(np.inf, dtype=dtype)) if float(t) < p else t
 
 
 def adagrad(loss, params, learning_rate: float, epsilon: float = 1e-10, weight_decay: float = 0.0):
