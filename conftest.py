@@ -38,7 +38,8 @@ def _alive(pid: int) -> bool:
 
 
 def pytest_configure(config):
-    if os.environ.get(PRIVATE_ENV) or "base_compiledir=" in os.environ.get("PYTENSOR_FLAGS", ""):
+    chosen = os.environ.get("PYTENSOR_FLAGS", "") + os.environ.get("THEANO_FLAGS", "")
+    if os.environ.get(PRIVATE_ENV) or "base_compiledir=" in chosen:
         return  # an enclosing run's private cache, or a compile dir the user chose
     _remove_abandoned("course-pytensor-")
     private = tempfile.mkdtemp(prefix=f"course-pytensor-{os.getpid()}-")
@@ -53,6 +54,7 @@ def pytest_unconfigure(config):
     private = getattr(config, "course_private_compiledir", None)
     if private is None or not (private / ".seeded").exists():
         return  # nothing in this run used PyTensor
-    from course_lib.theano_models.compat import cache_dir, merge_compiledir
+    from course_lib.theano_models.compat import BACKEND, cache_dir, merge_compiledir
 
-    merge_compiledir(private, cache_dir())
+    # original Theano keeps its modules in a folder of its own (compat._import_theano)
+    merge_compiledir(private, cache_dir() / "theano" if BACKEND == "theano" else cache_dir())

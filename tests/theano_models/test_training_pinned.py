@@ -8,6 +8,8 @@ Recorded before the hybrid and Ask the GRU moved onto the shared loop of
 import numpy as np
 import pytest
 
+from course_lib.theano_models.compat import BACKEND
+
 from course_lib.data import load_citeulike
 from course_lib.splits import cold_start_folds, flip_protocol, validation_split
 from course_lib.synthetic import planted_citeulike
@@ -97,10 +99,18 @@ def _close(got, want, key):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6, err_msg=key)
 
 
+# Dropout draws come from numpy's generator on PyTensor and from Theano's own MRG generator on
+# original Theano 1.0.5 (compat.RandomStream), so runs with dropout are pinned for PyTensor only.
+DRAWS_DROPOUT = {name for name, (_, kw) in HYBRID_RUNS.items() if any("dropout" in k for k in kw.get("model", {}))}
+MRG_REASON = "pinned on PyTensor; original Theano draws dropout masks from its MRG generator (other numbers)"
+
+
 @pytest.mark.parametrize("name", list(HYBRID_RUNS))
 def test_hybrid_training_is_unchanged(citeulike, name):
     data, proto, vocab, corpus, wv, idf, probe = citeulike
     level, kw = HYBRID_RUNS[name]
+    if BACKEND == "theano" and name in DRAWS_DROPOUT:
+        pytest.skip(MRG_REASON)
     kw = dict(kw)
     if level == "a":
         enc = tc.TfidfWordAverage(wv, idf, fine_tune=True)
@@ -130,6 +140,8 @@ def planted():
 @pytest.mark.parametrize("name", ["embed_mtl", "gru"])
 def test_askgru_training_is_unchanged(planted, name):
     data, vocab, texts, fold, val = planted
+    if BACKEND == "theano":
+        pytest.skip(MRG_REASON)
     mtl = name == "embed_mtl"
     enc = ta.EmbedEncoder(len(vocab), 6, seed=0) if mtl else ta.GRUEncoder(len(vocab), 6, 5, 4, seed=0)
     model = ta.AskGRU(enc, data.n_users, data.n_papers, n_tags=data.n_tags if mtl else 0, seed=0)
