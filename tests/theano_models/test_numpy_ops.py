@@ -33,15 +33,22 @@ def test_inverted_dropout_rounds_as_torch_and_within_an_ulp_of_the_expression_it
     u0 = _draws(x0.shape, p, dtype)
     got = f_new(x0, u0)
     assert got.dtype == np.dtype(dtype)
-    kept = u0 >= np.float64(p)  # compared in double precision, as PyTensor's fused C code does
+    # compared in double precision, as PyTensor's fused C code does (numpy 1.x would round p to float32
+    # in ``u0 >= np.float64(p)``: value-based casting)
+    kept = u0.astype(np.float64) >= p
     # torch.nn.functional.dropout: x times a mask of 0 and 1 / (1 - p), both in the dtype
     torch_mask = torch.from_numpy(kept.astype(dtype)) / (1.0 - p)
     assert got.tobytes() == (torch.from_numpy(x0) * torch_mask).numpy().tobytes()
     # PyTensor's fused C code multiplied by 1 / (1 - p) written as a short decimal (a double):
     # the same zeros, the kept entries within one unit in the last place
+    assert (got[~kept] == 0).all() and (got[kept] != 0).all()
     want = f_old(x0, u0)
-    assert ((got == 0) == (want == 0)).all() and (got[~kept] == 0).all() and (got[kept] != 0).all()
-    assert (np.abs(got - want) <= np.spacing(np.abs(want))).all()
+    # original Theano rounds the constant p to floatX before comparing, so there the expression decides
+    # the draws equal to p rounded to the dtype differently (measured: float64 p=0.1 drops them, float32
+    # p=0.7 keeps them); every other entry must agree on both backends
+    same = np.ones(u0.shape, bool) if compat.BACKEND == "pytensor" else u0 != np.asarray(p, dtype=dtype)
+    assert ((got == 0) == (want == 0))[same].all()
+    assert (np.abs(got - want) <= np.spacing(np.abs(want)))[same].all()
 
 
 def test_compat_dropout_draws_its_mask_from_the_stream_as_before():
