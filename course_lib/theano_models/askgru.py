@@ -109,8 +109,8 @@ def _gru_layer(x, mask, params: Params, prefix: str, suffix: str = "", go_backwa
 
 def _masked_mean(h, mask):
     """Mean of ``h`` ``(batch, seq_len, H)`` over the real positions of ``mask``: ``(batch, H)``,
-    as one :class:`MaskedMean` node (numpy, no C module to compile)."""
-    return MaskedMean()(h, mask)
+    as one :class:`_MaskedMean` node (numpy, no C module to compile)."""
+    return _MaskedMean()(h, mask)
 
 
 def _lengths(mask: np.ndarray) -> np.ndarray:
@@ -120,15 +120,15 @@ def _lengths(mask: np.ndarray) -> np.ndarray:
     return np.maximum(mask.sum(axis=1, dtype=np.float64).astype(mask.dtype), dtype(1))[:, None]
 
 
-class MaskedMean(Op):
-    """``MaskedMean()(h, mask)``: ``(h * mask[:, :, None]).sum(axis=1) / max(mask.sum(axis=1), 1)[:, None]``
+class _MaskedMean(Op):
+    """``_MaskedMean()(h, mask)``: ``(h * mask[:, :, None]).sum(axis=1) / max(mask.sum(axis=1), 1)[:, None]``
     for ``h`` ``(batch, seq_len, H)`` and ``mask`` ``(batch, seq_len)`` of one float dtype, in numpy.
 
     The expression itself, compiled from an empty cache, costs C modules of its own (a sum over the
     middle axis of a 3-d tensor, and the division, fused with its neighbours, forward and gradient);
     this operation computes the same numbers with numpy: products in the dtype, sums accumulated in
     float64 position after position and rounded to the dtype (as PyTensor's ``Sum`` does), then one
-    division. Its gradient (:class:`MaskedMeanGrad`) is ``(g / length)[:, None, :] * mask[:, :, None]``,
+    division. Its gradient (:class:`_MaskedMeanGrad`) is ``(g / length)[:, None, :] * mask[:, :, None]``,
     again as the expression's gradient rounds it; ``mask`` gets none (it is data, not a parameter).
     """
 
@@ -138,14 +138,14 @@ class MaskedMean(Op):
         h, mask = T.as_tensor_variable(h), T.as_tensor_variable(mask)
         if h.type.ndim != 3 or mask.type.ndim != 2 or h.type.dtype not in ("float32", "float64") \
                 or mask.type.dtype != h.type.dtype:
-            raise TypeError(f"MaskedMean needs h (batch, seq_len, H) and mask (batch, seq_len) of one float dtype, "
+            raise TypeError(f"_MaskedMean needs h (batch, seq_len, H) and mask (batch, seq_len) of one float dtype, "
                             f"got h {h.type} and mask {mask.type}")
         return Apply(self, [h, mask], [T.matrix(dtype=h.type.dtype)])
 
     def perform(self, node, inputs, output_storage):
         h, mask = inputs
         if h.shape[:2] != mask.shape:
-            raise ValueError(f"MaskedMean: h has shape {h.shape} but mask {mask.shape}; expected (batch, seq_len, H) "
+            raise ValueError(f"_MaskedMean: h has shape {h.shape} but mask {mask.shape}; expected (batch, seq_len, H) "
                              "and (batch, seq_len)")
         total = np.sum(h * mask[:, :, None], axis=1, dtype=np.float64).astype(h.dtype)
         output_storage[0][0] = total / _lengths(mask)
@@ -160,21 +160,21 @@ class MaskedMean(Op):
     def pullback(self, inputs, outputs, cotangents):
         """The gradient of ``h`` (PyTensor 3 calls this ``pullback``, Theano 1.0 ``L_op``)."""
         h, mask = inputs
-        return [MaskedMeanGrad()(cotangents[0], mask), DisconnectedType()()]
+        return [_MaskedMeanGrad()(cotangents[0], mask), DisconnectedType()()]
 
     L_op = pullback
 
 
-class MaskedMeanGrad(Op):
-    """``MaskedMeanGrad()(g, mask)``: ``(g / max(mask.sum(1), 1)[:, None])[:, None, :] * mask[:, :, None]``,
-    the gradient of :class:`MaskedMean`'s input for the output gradient ``g`` ``(batch, H)``."""
+class _MaskedMeanGrad(Op):
+    """``_MaskedMeanGrad()(g, mask)``: ``(g / max(mask.sum(1), 1)[:, None])[:, None, :] * mask[:, :, None]``,
+    the gradient of :class:`_MaskedMean`'s input for the output gradient ``g`` ``(batch, H)``."""
 
     __props__ = ()
 
     def make_node(self, g, mask):
         g, mask = T.as_tensor_variable(g), T.as_tensor_variable(mask)
         if g.type.ndim != 2 or mask.type.ndim != 2 or mask.type.dtype != g.type.dtype:
-            raise TypeError(f"MaskedMeanGrad needs g (batch, H) and mask (batch, seq_len) of one dtype, got "
+            raise TypeError(f"_MaskedMeanGrad needs g (batch, H) and mask (batch, seq_len) of one dtype, got "
                             f"g {g.type} and mask {mask.type}")
         return Apply(self, [g, mask], [T.tensor3(dtype=g.type.dtype)])
 

@@ -1,5 +1,5 @@
 """The numpy operations that spare a cold compile its C modules (issue 15): inverted dropout
-(``compat.InvertedDropout``) and the encoders' masked mean (``askgru.MaskedMean``) give the numbers
+(``compat.InvertedDropout``) and the encoders' masked mean (``askgru._MaskedMean``) give the numbers
 of the expressions they replace, bit for bit, and gradients that match finite differences."""
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ import torch
 
 from course_lib.checks import numerical_gradient, rel_error
 from course_lib.theano_models import compat
-from course_lib.theano_models.askgru import MaskedMean
+from course_lib.theano_models.askgru import _MaskedMean
 from course_lib.theano_models.compat import InvertedDropout, T, theano
 
 # the course's functions are compiled with PyTensor's full rewrites (fusion, constant folding of
@@ -97,7 +97,7 @@ def _masked_mean_expression(h, mask):
 def test_masked_mean_and_its_gradient_equal_the_expression_they_replace(dtype):
     h, mask, g = T.tensor3("h", dtype=dtype), T.matrix("mask", dtype=dtype), T.matrix("g", dtype=dtype)
     outs = {}
-    for name, build in (("old", _masked_mean_expression), ("new", lambda a, b: MaskedMean()(a, b))):
+    for name, build in (("old", _masked_mean_expression), ("new", lambda a, b: _MaskedMean()(a, b))):
         out = build(h, mask)
         outs[name] = theano.function([h, mask, g], [out, theano.grad((out * g).sum(), h)], mode=FAST_RUN)
     rng = np.random.default_rng(4)
@@ -114,7 +114,7 @@ def test_masked_mean_and_its_gradient_equal_the_expression_they_replace(dtype):
 
 def test_masked_mean_gradient_matches_finite_differences_with_a_weighted_mask():
     h, mask, w = T.tensor3("h", dtype="float64"), T.matrix("mask", dtype="float64"), T.matrix("w", dtype="float64")
-    loss = (w * T.tanh(MaskedMean()(h, mask))).sum()
+    loss = (w * T.tanh(_MaskedMean()(h, mask))).sum()
     f = theano.function([h, mask, w], [loss, theano.grad(loss, h)])
     rng = np.random.default_rng(5)
     h0, w0 = rng.normal(size=(3, 4, 2)), rng.normal(size=(3, 2))
@@ -127,7 +127,7 @@ def test_masked_mean_gradient_matches_finite_differences_with_a_weighted_mask():
 def test_masked_mean_names_its_bad_inputs():
     h, mask = T.tensor3("h"), T.matrix("mask")
     with pytest.raises(TypeError, match=r"h \(batch, seq_len, H\) and mask \(batch, seq_len\)"):
-        MaskedMean()(T.matrix("h2"), mask)
-    f = theano.function([h, mask], MaskedMean()(h, mask))
+        _MaskedMean()(T.matrix("h2"), mask)
+    f = theano.function([h, mask], _MaskedMean()(h, mask))
     with pytest.raises(ValueError, match=r"h has shape \(2, 3, 4\) but mask \(2, 5\)"):
         f(np.ones((2, 3, 4), h.dtype), np.ones((2, 5), h.dtype))
